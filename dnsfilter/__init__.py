@@ -1,0 +1,3 @@
+"""dnsfilter: a protective DNS resolver."""
+
+__version__ = "0.1.0"

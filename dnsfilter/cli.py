@@ -1,0 +1,152 @@
+"""The command line: one function per sub-command; main(argv) -> exit status."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Callable, Coroutine, Sequence
+from pathlib import Path
+from typing import Any
+
+from dnsfilter import __version__
+from dnsfilter.config import Config, default_config_text, load_config, with_overrides
+from dnsfilter.errors import ConfigError, ListError
+from dnsfilter.lists import load_lists
+from dnsfilter.lists.model import BlockList
+from dnsfilter.resolver import Resolver, build_resolver
+from dnsfilter.server import DnsServer, ListenError
+
+log = logging.getLogger("dnsfilter")
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_INVALID = 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    command: Callable[[argparse.Namespace], int] = args.command
+    return command(args)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dnsfilter", description="A protective DNS resolver for government networks."
+    )
+    parser.add_argument("--version", action="version", version=f"dnsfilter {__version__}")
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run the resolver")
+    serve.add_argument("--config", type=Path, help="YAML config (default: the embedded one)")
+    serve.add_argument(
+        "--listen",
+        action="append",
+        metavar="ADDR:PORT",
+        help="listen on ADDR:PORT, UDP and TCP (repeatable; IPv6 as [::1]:5353)",
+    )
+    serve.add_argument(
+        "--upstream",
+        action="append",
+        metavar="ADDR[:PORT]",
+        help="forward to this resolver (repeatable; replaces upstream.servers)",
+    )
+    serve.add_argument(
+        "--log-level",
+        choices=("debug", "info", "warning", "error"),
+        help="log verbosity (default: the config's log_level)",
+    )
+    serve.set_defaults(command=cmd_serve)
+
+    check = commands.add_parser("check-config", help="validate a config and its lists")
+    check.add_argument("config", type=Path, nargs="?", help="YAML config (default: embedded)")
+    check.set_defaults(command=cmd_check_config)
+
+    show = commands.add_parser("show-default-config", help="print the embedded config")
+    show.set_defaults(command=cmd_show_default_config)
+    return parser
+
+
+def _load(config_path: Path | None) -> tuple[Config, list[BlockList]]:
+    config = load_config(config_path)
+    base = config_path.resolve().parent if config_path else Path.cwd()
+    lists = load_lists(((item.name, item.file) for item in config.lists), base)
+    return config, lists
+
+
+def _report(problems: Sequence[str]) -> None:
+    for problem in problems:
+        print(problem, file=sys.stderr)
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    try:
+        config, lists = _load(args.config)
+    except (ConfigError, ListError) as exc:
+        _report(exc.problems)
+        return EXIT_INVALID
+    entries = sum(len(b.domains) for b in lists)
+    print(
+        f"{config.source}: OK ({len(config.networks)} networks, {len(config.policies)} policies, "
+        f"{len(lists)} lists with {entries} entries)"
+    )
+    return EXIT_OK
+
+
+def cmd_show_default_config(args: argparse.Namespace) -> int:
+    del args
+    sys.stdout.write(default_config_text())
+    return EXIT_OK
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    try:
+        config, lists = _load(args.config)
+        config = with_overrides(config, args.listen, args.upstream, args.log_level)
+        resolver = build_resolver(config, lists)
+    except (ConfigError, ListError) as exc:
+        _report(exc.problems)
+        return EXIT_INVALID
+    logging.basicConfig(
+        level=config.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    entries = sum(len(b.domains) for b in lists)
+    log.info("loaded %d lists with %d entries from %s", len(lists), entries, config.source)
+    try:
+        return _run(_serve(config, resolver))
+    except ListenError as exc:
+        log.error("%s", exc)
+        return EXIT_FAILURE
+
+
+def _run(main_coro: Coroutine[Any, Any, int]) -> int:
+    """Run on uvloop when it is installed (it is a dependency on Linux), else on asyncio."""
+    try:
+        import uvloop
+    except ImportError:
+        factory = None
+    else:
+        factory = uvloop.new_event_loop
+    with asyncio.Runner(loop_factory=factory) as runner:
+        return runner.run(main_coro)
+
+
+async def _serve(config: Config, resolver: Resolver) -> int:
+    server = DnsServer(resolver, config.server)
+    bound = await server.start(config.server.listen)
+    for address in bound:
+        log.info("listening on %s (udp, tcp)", address)
+    log.info("forwarding to %s", resolver.router.default)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    await stop.wait()
+    log.info("stopping")
+    await server.close()
+    return EXIT_OK

@@ -1,0 +1,569 @@
+"""The configuration: frozen dataclasses read from YAML with every mistake reported at once.
+
+Each section of the YAML file is one dataclass and its keys are the field names, so an
+error path such as ``upstream.servers[1].timeout`` reads the same in the file and the code.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass, field, replace
+from importlib import resources
+from pathlib import Path
+from typing import TypeVar
+
+from dnsfilter.blocking import BlockMode
+from dnsfilter.errors import ConfigError
+from dnsfilter.lists.yamlformat import read_mode
+from dnsfilter.names import InvalidName, normalize_domain
+from dnsfilter.yamltree import (
+    Mapping,
+    Node,
+    Reader,
+    Scalar,
+    Sequence,
+    YamlSyntaxError,
+    get,
+    parse,
+)
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+DEFAULT_CONFIG_NAME = "<embedded default config>"
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+_LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+@dataclass(frozen=True, slots=True)
+class HostPort:
+    host: str  #: an IP address in its canonical text form
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+    @property
+    def family_v6(self) -> bool:
+        return ":" in self.host
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamServer:
+    address: HostPort
+    timeout: float | None = None  #: per-try timeout; None uses upstream.timeout
+
+    @property
+    def name(self) -> str:
+        """The label metrics and logs use: the address as written."""
+        return str(self.address)
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    listen: tuple[HostPort, ...] = (HostPort("127.0.0.1", 5353), HostPort("::1", 5353))
+    udp_payload_size: int = 1232
+    tcp_idle_timeout: float = 10.0
+    max_tcp_connections: int = 256
+    max_inflight: int = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamConfig:
+    servers: tuple[UpstreamServer, ...] = ()
+    resolv_conf: str = "/etc/resolv.conf"
+    timeout: float = 1.5
+    dead_time: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class ForwardZone:
+    zone: str
+    servers: tuple[UpstreamServer, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class NetworkConfig:
+    name: str
+    prefixes: tuple[IPNetwork, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ListConfig:
+    name: str
+    file: str  #: absolute path, or shipped:NAME.yaml
+    line: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyConfig:
+    name: str
+    networks: tuple[str, ...]
+    lists: tuple[str, ...]
+    mode: BlockMode = BlockMode.NULL
+    ttl: int = 60
+    sinkhole_ipv4: ipaddress.IPv4Address | None = None
+    sinkhole_ipv6: ipaddress.IPv6Address | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CacheConfig:
+    enabled: bool = True
+    max_entries: int = 100_000
+    min_ttl: int = 0
+    max_ttl: int = 86400
+    negative_max_ttl: int = 3600
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    source: str = DEFAULT_CONFIG_NAME
+    server: ServerConfig = field(default_factory=ServerConfig)
+    upstream: UpstreamConfig = field(default_factory=UpstreamConfig)
+    forward_zones: tuple[ForwardZone, ...] = ()
+    networks: tuple[NetworkConfig, ...] = ()
+    lists: tuple[ListConfig, ...] = ()
+    allowlist: tuple[str, ...] = ()
+    policies: tuple[PolicyConfig, ...] = ()
+    cache: CacheConfig = field(default_factory=CacheConfig)
+    log_level: str = "info"
+
+
+_TOP_KEYS = frozenset(
+    {
+        "server",
+        "upstream",
+        "forward_zones",
+        "networks",
+        "lists",
+        "allowlist",
+        "policies",
+        "cache",
+        "log_level",
+    }
+)
+_SERVER_KEYS = frozenset(
+    {"listen", "udp_payload_size", "tcp_idle_timeout", "max_tcp_connections", "max_inflight"}
+)
+_UPSTREAM_KEYS = frozenset({"servers", "resolv_conf", "timeout", "dead_time"})
+_SERVER_ENTRY_KEYS = frozenset({"address", "port", "timeout"})
+_LIST_KEYS = frozenset({"file"})
+_POLICY_KEYS = frozenset({"networks", "lists", "mode", "ttl", "sinkhole_ipv4", "sinkhole_ipv6"})
+_CACHE_KEYS = frozenset({"enabled", "max_entries", "min_ttl", "max_ttl", "negative_max_ttl"})
+
+
+def default_config_text() -> str:
+    return resources.files("dnsfilter").joinpath("default_config.yaml").read_text("utf-8")
+
+
+def load_config(path: Path | None) -> Config:
+    """Read a config file, or the embedded default when path is None."""
+    if path is None:
+        return parse_config(default_config_text(), DEFAULT_CONFIG_NAME, base=None)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read: {exc.strerror or exc}"]) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError([f"{path}: not UTF-8 text: {exc.reason}"]) from None
+    return parse_config(text, str(path), base=path.resolve().parent)
+
+
+def parse_config(text: str, filename: str, base: Path | None) -> Config:
+    """Build a Config from YAML text; relative list paths are taken from base."""
+    try:
+        root, problems = parse(text, filename)
+    except YamlSyntaxError as exc:
+        raise ConfigError([str(exc)]) from None
+    r = Reader(filename, problems)
+    top = r.mapping(root, "", _TOP_KEYS)
+    config = Config(
+        source=filename,
+        server=_server(r, r.mapping(get(top, "server"), "server", _SERVER_KEYS)),
+        upstream=_upstream(r, r.mapping(get(top, "upstream"), "upstream", _UPSTREAM_KEYS)),
+        forward_zones=_forward_zones(r, r.mapping(get(top, "forward_zones"), "forward_zones")),
+        networks=_networks(r, r.mapping(get(top, "networks"), "networks")),
+        lists=_lists(r, r.mapping(get(top, "lists"), "lists"), base),
+        allowlist=_allowlist(r, get(top, "allowlist")),
+        policies=_policies(r, r.mapping(get(top, "policies"), "policies")),
+        cache=_cache(r, r.mapping(get(top, "cache"), "cache", _CACHE_KEYS)),
+        log_level=_log_level(r, get(top, "log_level")),
+    )
+    _cross_check(r, config, top)
+    if r.problems:
+        raise ConfigError(r.problems)
+    return config
+
+
+def parse_host_port(text: str, default_port: int) -> HostPort:
+    """ADDR, ADDR:PORT, [V6ADDR] or [V6ADDR]:PORT; raise ValueError with the reason."""
+    text = text.strip()
+    port = default_port
+    if text.startswith("["):
+        close = text.find("]")
+        if close < 0:
+            raise ValueError(f"missing ']' in {text!r}")
+        host, rest = text[1:close], text[close + 1 :]
+        if rest:
+            if not rest.startswith(":"):
+                raise ValueError(f"expected ':PORT' after ']' in {text!r}")
+            port = _port(rest[1:], text)
+    elif text.count(":") == 1:
+        host, port_text = text.split(":")
+        port = _port(port_text, text)
+    else:
+        host = text
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        raise ValueError(f"{host!r} is not an IP address") from None
+    return HostPort(str(address), port)
+
+
+def _port(text: str, whole: str) -> int:
+    if not text.isdigit() or not 0 <= int(text) <= 65535 or (len(text) > 1 and text[0] == "0"):
+        raise ValueError(f"bad port {text!r} in {whole!r}")
+    return int(text)
+
+
+def with_overrides(
+    config: Config,
+    listen: list[str] | None = None,
+    upstreams: list[str] | None = None,
+    log_level: str | None = None,
+) -> Config:
+    """Apply command-line flags; each replaces its config value only when given."""
+    problems = []
+    if listen:
+        addresses = []
+        for text in listen:
+            try:
+                addresses.append(parse_host_port(text, 53))
+            except ValueError as exc:
+                problems.append(f"--listen: {exc}")
+        config = replace(config, server=replace(config.server, listen=tuple(addresses)))
+    if upstreams:
+        servers = []
+        for text in upstreams:
+            try:
+                servers.append(UpstreamServer(parse_host_port(text, 53)))
+            except ValueError as exc:
+                problems.append(f"--upstream: {exc}")
+        config = replace(config, upstream=replace(config.upstream, servers=tuple(servers)))
+    if log_level:
+        config = replace(config, log_level=log_level)
+    if problems:
+        raise ConfigError(problems)
+    return config
+
+
+def read_resolv_conf(path: str) -> tuple[HostPort, ...]:
+    """The nameservers of a resolv.conf file (port 53), in order."""
+    servers = []
+    with open(path, encoding="utf-8") as handle:
+        for line in handle:
+            words = line.split()
+            if len(words) >= 2 and words[0] == "nameserver":
+                try:
+                    servers.append(HostPort(str(ipaddress.ip_address(words[1].split("%")[0])), 53))
+                except ValueError:
+                    continue
+    return tuple(servers)
+
+
+# ---------------------------------------------------------------------------------------
+# Sections
+
+
+def _server(r: Reader, node: Mapping | None) -> ServerConfig:
+    default = ServerConfig()
+    listen = default.listen
+    if get(node, "listen") is not None:
+        addresses = []
+        for line, path, text in r.strings(get(node, "listen"), "server.listen"):
+            try:
+                addresses.append(parse_host_port(text, 53))
+            except ValueError as exc:
+                r.problem(line, path, str(exc))
+        listen = tuple(addresses)
+        if not listen and not r.problems:
+            r.problem(node.line if node else 0, "server.listen", "needs at least one address")
+    return ServerConfig(
+        listen=listen,
+        udp_payload_size=_or(
+            r.integer(get(node, "udp_payload_size"), "server.udp_payload_size", 512, 4096),
+            default.udp_payload_size,
+        ),
+        tcp_idle_timeout=_or(
+            r.number(get(node, "tcp_idle_timeout"), "server.tcp_idle_timeout", 0, 3600),
+            default.tcp_idle_timeout,
+        ),
+        max_tcp_connections=_or(
+            r.integer(get(node, "max_tcp_connections"), "server.max_tcp_connections", 1, 65536),
+            default.max_tcp_connections,
+        ),
+        max_inflight=_or(
+            r.integer(get(node, "max_inflight"), "server.max_inflight", 1, 1_000_000),
+            default.max_inflight,
+        ),
+    )
+
+
+def _upstream(r: Reader, node: Mapping | None) -> UpstreamConfig:
+    default = UpstreamConfig()
+    return UpstreamConfig(
+        servers=_server_list(r, get(node, "servers"), "upstream.servers"),
+        resolv_conf=_or(
+            r.string(get(node, "resolv_conf"), "upstream.resolv_conf"), default.resolv_conf
+        ),
+        timeout=_or(r.number(get(node, "timeout"), "upstream.timeout", 0, 60), default.timeout),
+        dead_time=_or(
+            r.number(get(node, "dead_time"), "upstream.dead_time", 0, 86400), default.dead_time
+        ),
+    )
+
+
+def _server_list(r: Reader, node: Node | None, path: str) -> tuple[UpstreamServer, ...]:
+    servers = []
+    for index, child in enumerate(r.sequence(node, path)):
+        item = f"{path}[{index}]"
+        if isinstance(child, Mapping):
+            r.mapping(child, item, _SERVER_ENTRY_KEYS)
+            text = r.string(get(child, "address"), item + ".address")
+            if "address" not in child.items:
+                r.problem(child.line, item, "missing required key 'address'")
+            port = _or(r.integer(get(child, "port"), item + ".port", 1, 65535), 53)
+            timeout = r.number(get(child, "timeout"), item + ".timeout", 0, 60)
+            if text is None:
+                continue
+            try:
+                address = parse_host_port(text, port)
+            except ValueError as exc:
+                r.problem(child.line, item + ".address", str(exc))
+                continue
+            if "port" in child.items and address.port != port:
+                r.problem(child.line, item, "port given twice (in address and port)")
+            servers.append(UpstreamServer(address, timeout))
+        else:
+            text = r.string(child, item)
+            if text is None:
+                continue
+            try:
+                servers.append(UpstreamServer(parse_host_port(text, 53)))
+            except ValueError as exc:
+                r.problem(child.line, item, str(exc))
+    return tuple(servers)
+
+
+def _forward_zones(r: Reader, node: Mapping | None) -> tuple[ForwardZone, ...]:
+    zones = []
+    for key, (line, child) in (node.items if node else {}).items():
+        path = f"forward_zones.{key}"
+        try:
+            zone = normalize_domain(key)
+        except InvalidName as exc:
+            r.problem(line, path, f"bad zone name: {exc}")
+            continue
+        servers = _server_list(r, child, path)
+        if not servers:
+            r.problem(line, path, "needs at least one server")
+            continue
+        zones.append(ForwardZone(zone, servers))
+    return tuple(zones)
+
+
+def _networks(r: Reader, node: Mapping | None) -> tuple[NetworkConfig, ...]:
+    networks = []
+    for name, (line, child) in (node.items if node else {}).items():
+        path = f"networks.{name}"
+        _check_name(r, line, path, name)
+        prefixes = []
+        for item_line, item_path, text in r.strings(child, path):
+            try:
+                prefixes.append(ipaddress.ip_network(text, strict=True))
+            except ValueError as exc:
+                r.problem(item_line, item_path, str(exc))
+        if not prefixes and not r.sequence(child, path):
+            r.problem(line, path, "needs at least one prefix")
+        networks.append(NetworkConfig(name, tuple(prefixes)))
+    return tuple(networks)
+
+
+def _lists(r: Reader, node: Mapping | None, base: Path | None) -> tuple[ListConfig, ...]:
+    lists = []
+    for name, (line, child) in (node.items if node else {}).items():
+        path = f"lists.{name}"
+        _check_name(r, line, path, name)
+        entry = r.mapping(child, path, _LIST_KEYS)
+        if entry is None:
+            if child is None:
+                r.problem(line, path, "needs a mapping with 'file'")
+            continue
+        file = r.string(get(entry, "file"), path + ".file")
+        if "file" not in entry.items:
+            r.problem(entry.line, path, "missing required key 'file'")
+        if file is None:
+            continue
+        if not file.startswith("shipped:") and base is not None:
+            resolved = Path(file).expanduser()
+            file = str(resolved if resolved.is_absolute() else base / resolved)
+        lists.append(ListConfig(name, file, entry.line))
+    return tuple(lists)
+
+
+def _allowlist(r: Reader, node: Node | None) -> tuple[str, ...]:
+    names = []
+    for line, path, text in r.strings(node, "allowlist"):
+        try:
+            names.append(normalize_domain(text))
+        except InvalidName as exc:
+            r.problem(line, path, str(exc))
+    return tuple(dict.fromkeys(names))
+
+
+def _policies(r: Reader, node: Mapping | None) -> tuple[PolicyConfig, ...]:
+    policies = []
+    for name, (line, child) in (node.items if node else {}).items():
+        path = f"policies.{name}"
+        _check_name(r, line, path, name)
+        entry = r.mapping(child, path, _POLICY_KEYS)
+        if entry is None:
+            if child is None:
+                r.problem(line, path, "needs a mapping with networks and lists")
+            continue
+        networks = tuple(
+            text for _, _, text in r.strings(get(entry, "networks"), path + ".networks")
+        )
+        if "networks" not in entry.items:
+            r.problem(entry.line, path, "missing required key 'networks'")
+        lists = tuple(text for _, _, text in r.strings(get(entry, "lists"), path + ".lists"))
+        mode = _or(read_mode(r, get(entry, "mode"), path + ".mode"), BlockMode.NULL)
+        ipv4 = _address(r, get(entry, "sinkhole_ipv4"), path + ".sinkhole_ipv4", 4)
+        ipv6 = _address(r, get(entry, "sinkhole_ipv6"), path + ".sinkhole_ipv6", 6)
+        if mode is BlockMode.SINKHOLE and ipv4 is None and ipv6 is None:
+            r.problem(entry.line, path, "mode sinkhole needs sinkhole_ipv4 or sinkhole_ipv6")
+        policies.append(
+            PolicyConfig(
+                name=name,
+                networks=networks,
+                lists=lists,
+                mode=mode,
+                ttl=_or(r.integer(get(entry, "ttl"), path + ".ttl", 0, 604800), 60),
+                sinkhole_ipv4=ipv4 if isinstance(ipv4, ipaddress.IPv4Address) else None,
+                sinkhole_ipv6=ipv6 if isinstance(ipv6, ipaddress.IPv6Address) else None,
+            )
+        )
+    return tuple(policies)
+
+
+def _address(r: Reader, node: Node | None, path: str, version: int) -> IPAddress | None:
+    if node is None or (isinstance(node, Scalar) and node.value is None and not node.quoted):
+        return None
+    text = r.string(node, path)
+    if text is None:
+        return None
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        r.problem(node.line, path, f"{text!r} is not an IP address")
+        return None
+    if address.version != version:
+        r.problem(node.line, path, f"expected an IPv{version} address (got {text})")
+        return None
+    return address
+
+
+def _cache(r: Reader, node: Mapping | None) -> CacheConfig:
+    default = CacheConfig()
+    config = CacheConfig(
+        enabled=_or(r.boolean(get(node, "enabled"), "cache.enabled"), default.enabled),
+        max_entries=_or(
+            r.integer(get(node, "max_entries"), "cache.max_entries", 1, 100_000_000),
+            default.max_entries,
+        ),
+        min_ttl=_or(r.integer(get(node, "min_ttl"), "cache.min_ttl", 0, 86400), default.min_ttl),
+        max_ttl=_or(r.integer(get(node, "max_ttl"), "cache.max_ttl", 1, 604800), default.max_ttl),
+        negative_max_ttl=_or(
+            r.integer(get(node, "negative_max_ttl"), "cache.negative_max_ttl", 0, 604800),
+            default.negative_max_ttl,
+        ),
+    )
+    if config.min_ttl > config.max_ttl and node is not None:
+        r.problem(node.line, "cache", f"min_ttl {config.min_ttl} exceeds max_ttl {config.max_ttl}")
+    return config
+
+
+def _log_level(r: Reader, node: Node | None) -> str:
+    text = r.string(node, "log_level")
+    if text is None:
+        return "info"
+    if text.lower() not in _LOG_LEVELS:
+        r.problem(node.line if node else 0, "log_level", f"one of {', '.join(_LOG_LEVELS)}")
+        return "info"
+    return text.lower()
+
+
+def _check_name(r: Reader, line: int, path: str, name: str) -> None:
+    if not _NAME.fullmatch(name):
+        r.problem(line, path, "names use letters, digits, '.', '-' and '_'")
+
+
+def _cross_check(r: Reader, config: Config, top: Mapping | None) -> None:
+    """References between sections: policies name known networks and lists, once each."""
+    network_names = {n.name for n in config.networks}
+    list_names = {item.name for item in config.lists}
+    owner: dict[str, str] = {}
+    for policy in config.policies:
+        path = f"policies.{policy.name}"
+        policy_node = get(_as_mapping(get(top, "policies")), policy.name)
+        network_lines = _item_lines(policy_node, "networks")
+        for network, line in zip(policy.networks, network_lines, strict=False):
+            if network not in network_names:
+                r.problem(line, path + ".networks", f"unknown network {network!r}")
+            elif network in owner:
+                r.problem(
+                    line,
+                    path + ".networks",
+                    f"network {network!r} already belongs to policy {owner[network]!r}",
+                )
+            else:
+                owner[network] = policy.name
+        for name, line in zip(policy.lists, _item_lines(policy_node, "lists"), strict=False):
+            if name not in list_names:
+                r.problem(line, path + ".lists", f"unknown list {name!r}")
+    networks_node = _as_mapping(get(top, "networks"))
+    seen: dict[IPNetwork, str] = {}
+    for net in config.networks:
+        line = networks_node.items[net.name][0] if networks_node else 0
+        if net.name not in owner:
+            r.problem(
+                line,
+                f"networks.{net.name}",
+                "no policy covers this network; add it to a policy (lists: [] for none)",
+            )
+        for prefix in net.prefixes:
+            if prefix in seen and seen[prefix] != net.name:
+                r.problem(
+                    line,
+                    f"networks.{net.name}",
+                    f"prefix {prefix} is also in network {seen[prefix]!r}",
+                )
+            seen[prefix] = net.name
+
+
+def _as_mapping(node: Node | None) -> Mapping | None:
+    return node if isinstance(node, Mapping) else None
+
+
+def _item_lines(node: Node | None, key: str) -> list[int]:
+    """The line of each item of the list under key, in order."""
+    items = get(_as_mapping(node), key)
+    return [child.line for child in items.items] if isinstance(items, Sequence) else []
+
+
+_T = TypeVar("_T")
+
+
+def _or(value: _T | None, default: _T) -> _T:
+    return default if value is None else value

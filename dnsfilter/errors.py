@@ -1,0 +1,61 @@
+"""Every exception dnsfilter raises on purpose.
+
+DnsFilterError
+├── ConfigError          a config file is invalid (one line per problem)
+├── ListError            a blocklist file is invalid (one line per problem)
+├── WireError            a DNS message cannot be used
+│   ├── DropPacket       not worth an answer (too short, or a response)
+│   ├── FormatError      the header parsed but the rest did not: answer FORMERR
+│   ├── NotImplementedOpcode  an opcode other than QUERY: answer NOTIMP
+│   └── BadVersion       an EDNS version other than 0: answer BADVERS
+└── UpstreamError        no usable answer from an upstream
+    └── UpstreamTimeout  the upstream did not answer in time
+"""
+
+from __future__ import annotations
+
+
+class DnsFilterError(Exception):
+    """Base class of dnsfilter's own errors."""
+
+
+class _ProblemList(DnsFilterError):
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+class ConfigError(_ProblemList):
+    """A config file is invalid; ``problems`` holds one ``file:line: path: message`` each."""
+
+
+class ListError(_ProblemList):
+    """A blocklist file is invalid; ``problems`` holds one ``file:line: message`` each."""
+
+
+class WireError(DnsFilterError):
+    """A DNS message cannot be used."""
+
+
+class DropPacket(WireError):
+    """The packet gets no answer: shorter than a header, or a response sent to us."""
+
+
+class FormatError(WireError):
+    """The header parsed but the question or EDNS did not: the answer is FORMERR."""
+
+
+class NotImplementedOpcode(WireError):
+    """The opcode is not QUERY: the answer is NOTIMP."""
+
+
+class BadVersion(WireError):
+    """The client asked for an EDNS version we do not speak: the answer is BADVERS."""
+
+
+class UpstreamError(DnsFilterError):
+    """No usable answer came from an upstream."""
+
+
+class UpstreamTimeout(UpstreamError):
+    """An upstream did not answer within its timeout."""

@@ -1,0 +1,49 @@
+"""Domain names as the resolver compares them: lowercase ASCII, no trailing dot."""
+
+from __future__ import annotations
+
+import re
+
+_LABEL = re.compile(r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?")
+
+
+class InvalidName(ValueError):
+    """A text is not a usable domain name; the message says why."""
+
+
+def normalize_domain(text: str) -> str:
+    """Lowercase, drop one trailing dot, IDNA-encode; raise InvalidName if invalid."""
+    name = text.strip()
+    if name.endswith("."):
+        name = name[:-1]
+    if not name:
+        raise InvalidName("empty name")
+    if not name.isascii():
+        try:
+            name = name.encode("idna").decode("ascii")
+        except UnicodeError as exc:
+            raise InvalidName(f"cannot encode {text!r} as IDNA: {exc}") from None
+    name = name.lower()
+    if name.startswith("*."):
+        raise InvalidName(f"{text!r}: an entry already matches every name below it; drop the '*.'")
+    if len(name) > 253:
+        raise InvalidName(f"name longer than 253 characters ({len(name)})")
+    for label in name.split("."):
+        if not label:
+            raise InvalidName(f"{text!r} has an empty label")
+        if len(label) > 63:
+            raise InvalidName(f"label {label[:20]!r}... is longer than 63 characters")
+        if not _LABEL.fullmatch(label):
+            raise InvalidName(f"label {label!r} has characters other than a-z 0-9 - _")
+    return name
+
+
+def suffixes(name: str) -> list[str]:
+    """The name and every parent of it, most specific first."""
+    out = [name]
+    dot = name.find(".")
+    while dot >= 0:
+        name = name[dot + 1 :]
+        out.append(name)
+        dot = name.find(".")
+    return out

@@ -1,0 +1,296 @@
+"""The listeners: asyncio UDP and TCP on every configured address.
+
+A datagram is parsed and answered inside `datagram_received` whenever the answer needs no
+network (blocked, refused, cached, malformed); only a cache miss becomes a task, and the
+number of those in flight is capped: past the cap a query is dropped, as a full queue
+should drop rather than grow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import logging
+import socket
+from collections import Counter
+from collections.abc import Coroutine, Sequence
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+from dnsfilter.config import HostPort, ServerConfig
+from dnsfilter.errors import BadVersion, DropPacket, NotImplementedOpcode, WireError
+from dnsfilter.resolver import Reply, ReplyKind, Resolver
+from dnsfilter.wire import (
+    Query,
+    Rcode,
+    Transport,
+    badvers_reply,
+    build_reply,
+    error_reply,
+    parse_query,
+    truncate_for,
+)
+
+log = logging.getLogger(__name__)
+
+_UDP_RECEIVE_BUFFER = 4 * 1024 * 1024
+_TCP_BACKLOG = 128
+_TCP_PIPELINE = 32  #: queries one TCP connection may have in flight at once
+
+
+class ListenError(Exception):
+    """A listener could not be bound; the message says which and why."""
+
+
+@dataclass
+class ServerStats:
+    """Outcome counts per transport, read by metrics and tests."""
+
+    replies: Counter[tuple[Transport, ReplyKind]] = field(default_factory=Counter)
+    tcp_rejected: int = 0
+
+    def count(self, transport: Transport, kind: ReplyKind) -> None:
+        self.replies[(transport, kind)] += 1
+
+    def total(self, kind: ReplyKind) -> int:
+        return sum(n for (_, k), n in self.replies.items() if k is kind)
+
+
+class QueryHandler:
+    """Turns a message into a reply now, a pending resolution, or nothing."""
+
+    def __init__(self, resolver: Resolver, config: ServerConfig, stats: ServerStats) -> None:
+        self.resolver = resolver
+        self.stats = stats
+        self.udp_limit = config.udp_payload_size
+        self.max_inflight = config.max_inflight
+        self.inflight: set[asyncio.Task[None]] = set()
+
+    def handle(
+        self, data: bytes, client: tuple[str, int], transport: Transport
+    ) -> bytes | Query | None:
+        """bytes to send now, a Query to resolve, or None to drop."""
+        try:
+            q = parse_query(data, client, transport, self.udp_limit)
+        except DropPacket:
+            self.stats.count(transport, ReplyKind.DROPPED)
+            return None
+        except NotImplementedOpcode:
+            self.stats.count(transport, ReplyKind.NOTIMP)
+            return error_reply(data, Rcode.NOTIMP)
+        except BadVersion:
+            self.stats.count(transport, ReplyKind.FORMERR)
+            return badvers_reply(data)
+        except WireError:
+            self.stats.count(transport, ReplyKind.FORMERR)
+            return error_reply(data, Rcode.FORMERR)
+        reply = self.resolver.answer_now(q)
+        if reply is not None:
+            self.stats.count(transport, reply.kind)
+            return reply.wire
+        if len(self.inflight) >= self.max_inflight:
+            self.stats.count(transport, ReplyKind.DROPPED)
+            return None
+        return q
+
+    async def resolve(self, q: Query) -> bytes:
+        try:
+            reply = await self.resolver.resolve(q)
+        except Exception:
+            # A bug must cost one query, not the server; say so loudly.
+            log.exception("resolving %s failed", q.qname)
+            reply = Reply(truncate_for(q, build_reply(q, Rcode.SERVFAIL)), ReplyKind.SERVFAIL)
+        self.stats.count(q.transport, reply.kind)
+        return reply.wire
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self.inflight.add(task)
+        task.add_done_callback(self.inflight.discard)
+
+
+class UdpListener(asyncio.DatagramProtocol):
+    def __init__(self, handler: QueryHandler) -> None:
+        self.handler = handler
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's UDP transport does not subclass asyncio.DatagramTransport.
+        self.transport = cast(asyncio.DatagramTransport, transport)
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        result = self.handler.handle(data, (addr[0], addr[1]), Transport.UDP)
+        if result is None:
+            return
+        if isinstance(result, bytes):
+            assert self.transport is not None
+            self.transport.sendto(result, addr)
+            return
+        self.handler.spawn(self._answer_later(result, addr))
+
+    async def _answer_later(self, q: Query, addr: tuple[str, int]) -> None:
+        wire = await self.handler.resolve(q)
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.sendto(wire, addr)
+
+    def error_received(self, exc: Exception) -> None:
+        # ICMP errors for earlier replies (a client that went away) are not ours to fix.
+        log.debug("UDP error: %s", exc)
+
+
+class TcpListener:
+    """RFC 7766: length-prefixed messages, several per connection, answered as they finish."""
+
+    def __init__(self, handler: QueryHandler, config: ServerConfig) -> None:
+        self.handler = handler
+        self.idle_timeout = config.tcp_idle_timeout
+        self.max_connections = config.max_tcp_connections
+        self.connections = 0
+
+    async def __call__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.connections >= self.max_connections:
+            self.handler.stats.tcp_rejected += 1
+            writer.close()
+            return
+        self.connections += 1
+        peer = writer.get_extra_info("peername")
+        client = (str(peer[0]), int(peer[1])) if peer else ("", 0)
+        pending: set[asyncio.Task[None]] = set()
+        try:
+            while True:
+                message = await self._read_message(reader)
+                if message is None:
+                    break
+                result = self.handler.handle(message, client, Transport.TCP)
+                if isinstance(result, bytes):
+                    _write_message(writer, result)
+                elif result is not None:
+                    task = asyncio.get_running_loop().create_task(
+                        self._answer_later(result, writer)
+                    )
+                    pending.add(task)
+                    task.add_done_callback(pending.discard)
+                    if len(pending) >= _TCP_PIPELINE:
+                        await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            if pending:
+                await asyncio.wait(pending)
+            with contextlib.suppress(ConnectionError):
+                await writer.drain()
+        finally:
+            for task in pending:
+                task.cancel()
+            self.connections -= 1
+            writer.close()
+
+    async def _read_message(self, reader: asyncio.StreamReader) -> bytes | None:
+        try:
+            async with asyncio.timeout(self.idle_timeout):
+                length = int.from_bytes(await reader.readexactly(2), "big")
+                return await reader.readexactly(length)
+        except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
+            return None
+
+    async def _answer_later(self, q: Query, writer: asyncio.StreamWriter) -> None:
+        wire = await self.handler.resolve(q)
+        if not writer.is_closing():
+            _write_message(writer, wire)
+
+
+def _write_message(writer: asyncio.StreamWriter, wire: bytes) -> None:
+    writer.write(len(wire).to_bytes(2, "big") + wire)
+
+
+def bind_sockets(
+    address: HostPort, reuse_port: bool = False
+) -> tuple[socket.socket, socket.socket]:
+    """A UDP and a TCP socket on the same address and port (port 0 picks one for both)."""
+    family = socket.AF_INET6 if address.family_v6 else socket.AF_INET
+    for _ in range(50):
+        udp = _socket(family, socket.SOCK_DGRAM, reuse_port)
+        tcp = _socket(family, socket.SOCK_STREAM, reuse_port)
+        try:
+            udp.bind((address.host, address.port))
+            port = udp.getsockname()[1]
+            try:
+                tcp.bind((address.host, port))
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE and address.port == 0:
+                    udp.close()
+                    tcp.close()
+                    continue
+                raise
+            tcp.listen(_TCP_BACKLOG)
+            return udp, tcp
+        except OSError as exc:
+            udp.close()
+            tcp.close()
+            hint = ""
+            if exc.errno == errno.EACCES and address.port < 1024:
+                hint = " (ports below 1024 need root or CAP_NET_BIND_SERVICE)"
+            raise ListenError(f"cannot listen on {address}: {exc.strerror}{hint}") from None
+    raise ListenError(f"cannot find a port free for both UDP and TCP on {address.host}")
+
+
+def _socket(family: int, kind: int, reuse_port: bool) -> socket.socket:
+    sock = socket.socket(family, kind)
+    if family == socket.AF_INET6:
+        # So [::]:53 and 0.0.0.0:53 can both be bound, as two listeners.
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+    if kind == socket.SOCK_STREAM:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    else:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _UDP_RECEIVE_BUFFER)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.setblocking(False)
+    return sock
+
+
+class DnsServer:
+    """All listeners of one process, sharing one handler (and so one cache)."""
+
+    def __init__(self, resolver: Resolver, config: ServerConfig) -> None:
+        self.config = config
+        self.stats = ServerStats()
+        self.handler = QueryHandler(resolver, config, self.stats)
+        self.tcp = TcpListener(self.handler, config)
+        self.bound: list[HostPort] = []
+        self._transports: list[asyncio.BaseTransport] = []
+        self._servers: list[asyncio.Server] = []
+
+    async def start(self, addresses: Sequence[HostPort]) -> list[HostPort]:
+        """Bind every address (UDP and TCP); return them with the real ports."""
+        loop = asyncio.get_running_loop()
+        pairs = []
+        try:
+            for address in addresses:
+                pairs.append((address, *bind_sockets(address)))
+        except ListenError:
+            for _, udp, tcp in pairs:
+                udp.close()
+                tcp.close()
+            raise
+        for address, udp, tcp in pairs:
+            transport, _ = await loop.create_datagram_endpoint(
+                lambda: UdpListener(self.handler), sock=udp
+            )
+            self._transports.append(transport)
+            self._servers.append(await asyncio.start_server(self.tcp, sock=tcp))
+            self.bound.append(HostPort(address.host, udp.getsockname()[1]))
+        return self.bound
+
+    async def close(self) -> None:
+        for server in self._servers:
+            server.close()
+        for transport in self._transports:
+            transport.close()
+        tasks = list(self.handler.inflight)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        for server in self._servers:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(server.wait_closed(), 1.0)
