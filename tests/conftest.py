@@ -1,0 +1,30 @@
+"""Shared pytest fixtures.
+
+Upstreams (loopback only):
+  scripted_upstream   ScriptedUpstream on 127.0.0.1 (function scope): scriptable misbehaviour
+  nsd_upstream        NsdServer serving DEFAULT_ZONES (session scope): a real authoritative server
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.fakes import ScriptedUpstream
+from tests.nsd import DEFAULT_ZONES, NsdServer
+
+
+@pytest.fixture
+def scripted_upstream() -> Iterator[ScriptedUpstream]:
+    """A running ScriptedUpstream with only the example.test SOA; tests ``add`` their records."""
+    with ScriptedUpstream(host="127.0.0.1") as upstream:
+        yield upstream
+        assert upstream.errors == [], "ScriptedUpstream hit internal errors"
+
+
+@pytest.fixture(scope="session")
+def nsd_upstream() -> Iterator[NsdServer]:
+    """NSD on 127.0.0.1 serving example.test (DEFAULT_ZONE) and corp.test (CORP_ZONE)."""
+    with NsdServer(zones=DEFAULT_ZONES, host="127.0.0.1") as server:
+        yield server
