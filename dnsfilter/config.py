@@ -24,6 +24,7 @@ from dnsfilter.yamltree import (
     Scalar,
     Sequence,
     YamlSyntaxError,
+    by_line,
     get,
     parse,
 )
@@ -192,7 +193,7 @@ def parse_config(text: str, filename: str, base: Path | None) -> Config:
     )
     _cross_check(r, config, top)
     if r.problems:
-        raise ConfigError(r.problems)
+        raise ConfigError(by_line(r.problems))
     return config
 
 

@@ -23,6 +23,7 @@ _FLOAT = "tag:yaml.org,2002:float"
 _STR = "tag:yaml.org,2002:str"
 _TIMESTAMP = "tag:yaml.org,2002:timestamp"
 _DECIMAL = re.compile(r"[-+]?(0|[1-9][0-9_]*)")
+_LINE = re.compile(r"[^:]*:(\d+): ")
 
 
 class YamlSyntaxError(Exception):
@@ -231,6 +232,16 @@ class Reader:
             value = self.string(child, item_path)
             if value is not None:
                 yield child.line, item_path, value
+
+
+def by_line(problems: list[str]) -> list[str]:
+    """Problems in file order: `file:line: ...` sorted by line, stable otherwise."""
+
+    def line_of(problem: str) -> int:
+        match = _LINE.match(problem)
+        return int(match.group(1)) if match else 0
+
+    return sorted(problems, key=line_of)
 
 
 def get(node: Mapping | None, key: str) -> Node | None:

@@ -9,7 +9,16 @@ from dnsfilter.blocking import BlockMode
 from dnsfilter.errors import ListError
 from dnsfilter.lists.model import BlockList, Category, DomainEntry, NetworkEntry, Reference
 from dnsfilter.names import InvalidName, normalize_domain
-from dnsfilter.yamltree import Mapping, Node, Reader, Scalar, YamlSyntaxError, get, parse
+from dnsfilter.yamltree import (
+    Mapping,
+    Node,
+    Reader,
+    Scalar,
+    YamlSyntaxError,
+    by_line,
+    get,
+    parse,
+)
 
 _LIST_NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")
 _TOP_KEYS = frozenset(
@@ -43,7 +52,7 @@ def parse_yaml_list(text: str, filename: str) -> BlockList:
     if top is None:
         if root is None:
             reader.problem(1, "", "the file is empty; a list needs name, title, ... domains")
-        raise ListError(reader.problems)
+        raise ListError(by_line(reader.problems))
     for key in _REQUIRED:
         if key not in top.items:
             reader.problem(top.line, "", f"missing required key {key!r}")
@@ -75,7 +84,7 @@ def parse_yaml_list(text: str, filename: str) -> BlockList:
     exceptions, _ = _entries(reader, get(top, "exceptions"), "exceptions", _EXCEPTION_KEYS)
     networks = _networks(reader, get(top, "networks"))
     if reader.problems:
-        raise ListError(reader.problems)
+        raise ListError(by_line(reader.problems))
     return BlockList(
         name=name,
         source=filename,

@@ -146,12 +146,21 @@ class DnsFilter:
     ) -> dns.message.Message:
         query = make(qname, qtype, edns=edns, payload=payload, want_dnssec=want_dnssec)
         return dns.query.udp(
-            query, host, port=port or self.port, timeout=TIMEOUT, source=source,
+            query,
+            host,
+            port=port or self.port,
+            timeout=TIMEOUT,
+            source=source,
             ignore_trailing=False,
         )
 
     def tcp(
-        self, qname: str, qtype: str = "A", *, edns: bool = False, host: str = "127.0.0.1",
+        self,
+        qname: str,
+        qtype: str = "A",
+        *,
+        edns: bool = False,
+        host: str = "127.0.0.1",
         port: int | None = None,
     ) -> dns.message.Message:
         query = make(qname, qtype, edns=edns)

@@ -28,15 +28,27 @@ pytestmark = pytest.mark.integration
         pytest.param({"mode": "refused"}, "A", dns.rcode.REFUSED, [], False, id="refused"),
         pytest.param(
             {"mode": "sinkhole", "sinkhole_ipv4": "192.0.2.250", "sinkhole_ipv6": "2001:db8::250"},
-            "A", dns.rcode.NOERROR, ["192.0.2.250"], False, id="sinkhole-A",
+            "A",
+            dns.rcode.NOERROR,
+            ["192.0.2.250"],
+            False,
+            id="sinkhole-A",
         ),
         pytest.param(
             {"mode": "sinkhole", "sinkhole_ipv4": "192.0.2.250", "sinkhole_ipv6": "2001:db8::250"},
-            "AAAA", dns.rcode.NOERROR, ["2001:db8::250"], False, id="sinkhole-AAAA",
+            "AAAA",
+            dns.rcode.NOERROR,
+            ["2001:db8::250"],
+            False,
+            id="sinkhole-AAAA",
         ),
         pytest.param(
             {"mode": "sinkhole", "sinkhole_ipv4": "192.0.2.250"},
-            "AAAA", dns.rcode.NOERROR, [], True, id="sinkhole-v4-only-AAAA-nodata",
+            "AAAA",
+            dns.rcode.NOERROR,
+            [],
+            True,
+            id="sinkhole-v4-only-AAAA-nodata",
         ),
     ],
 )
@@ -131,14 +143,16 @@ def test_per_network_policies_and_refused_outside(
     assert [c.qname for c in scripted_upstream.calls] == ["banned.example.test"]
 
 
-def test_ipv6_listener(start_dnsfilter: StartDnsFilter, scripted_upstream: ScriptedUpstream) -> None:
+def test_ipv6_listener(
+    start_dnsfilter: StartDnsFilter, scripted_upstream: ScriptedUpstream
+) -> None:
     scripted_upstream.add("www.example.test", "AAAA", "2001:db8::10")
     server = start_dnsfilter(base_config([scripted_upstream.address]))
     host, port = server.address(socket.AF_INET6)
     assert host == "::1"
-    assert rdata_texts(server.udp("banned.example.test", "AAAA", host="::1", port=port), "AAAA") == [
-        "::"
-    ]
+    assert rdata_texts(
+        server.udp("banned.example.test", "AAAA", host="::1", port=port), "AAAA"
+    ) == ["::"]
     tcp = server.tcp("www.example.test", "AAAA", host="::1", port=port)
     assert rdata_texts(tcp, "AAAA") == ["2001:db8::10"]
 
@@ -148,9 +162,20 @@ def test_dig_sees_blocked_answer(
 ) -> None:
     server = start_dnsfilter(base_config([scripted_upstream.address]))
     out = subprocess.run(
-        ["dig", "+time=2", "+tries=1", "@127.0.0.1", "-p", str(server.port),
-         "x.banned.example.test", "A"],
-        capture_output=True, text=True, timeout=10, check=True,
+        [
+            "dig",
+            "+time=2",
+            "+tries=1",
+            "@127.0.0.1",
+            "-p",
+            str(server.port),
+            "x.banned.example.test",
+            "A",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=10,
+        check=True,
     ).stdout
     assert "status: NOERROR" in out
     assert "EDE: 15 (Blocked): (apps)" in out
