@@ -67,7 +67,7 @@ class CacheEntry:
         self.ttls = ttls
         self.stored_at = stored_at
         self.expires_at = stored_at + lifetime
-        self._rendered_age = -1
+        self._rendered_age: int | None = None
         self._rendered = body
 
     def body_at(self, now: float) -> bytes:

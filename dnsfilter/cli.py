@@ -5,19 +5,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import signal
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
 from dnsfilter import __version__
+from dnsfilter.app import Service
 from dnsfilter.config import Config, default_config_text, load_config, with_overrides
 from dnsfilter.errors import ConfigError, ListError
 from dnsfilter.lists import load_lists
 from dnsfilter.lists.model import BlockList
-from dnsfilter.resolver import Resolver, build_resolver
-from dnsfilter.server import DnsServer, ListenError
+from dnsfilter.metrics import Metrics
+from dnsfilter.server import ListenError
 
 log = logging.getLogger("dnsfilter")
 
@@ -53,6 +53,11 @@ def _parser() -> argparse.ArgumentParser:
         action="append",
         metavar="ADDR[:PORT]",
         help="forward to this resolver (repeatable; replaces upstream.servers)",
+    )
+    serve.add_argument(
+        "--metrics-listen",
+        metavar="ADDR:PORT",
+        help="serve /metrics, /healthz and /readyz here (default 127.0.0.1:9153)",
     )
     serve.add_argument(
         "--log-level",
@@ -105,21 +110,23 @@ def cmd_show_default_config(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     try:
         config, lists = _load(args.config)
-        config = with_overrides(config, args.listen, args.upstream, args.log_level)
-        resolver = build_resolver(config, lists)
+        config = with_overrides(
+            config, args.listen, args.upstream, args.log_level, args.metrics_listen
+        )
+        logging.basicConfig(
+            level=config.log_level.upper(),
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+            stream=sys.stderr,
+        )
+        service = Service(config, lists, Metrics())
     except (ConfigError, ListError) as exc:
         _report(exc.problems)
         return EXIT_INVALID
-    logging.basicConfig(
-        level=config.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
     entries = sum(len(b.domains) for b in lists)
     log.info("loaded %d lists with %d entries from %s", len(lists), entries, config.source)
     try:
-        return _run(_serve(config, resolver))
-    except ListenError as exc:
+        return _run(service.run())
+    except (ListenError, OSError) as exc:
         log.error("%s", exc)
         return EXIT_FAILURE
 
@@ -134,19 +141,3 @@ def _run(main_coro: Coroutine[Any, Any, int]) -> int:
         factory = uvloop.new_event_loop
     with asyncio.Runner(loop_factory=factory) as runner:
         return runner.run(main_coro)
-
-
-async def _serve(config: Config, resolver: Resolver) -> int:
-    server = DnsServer(resolver, config.server)
-    bound = await server.start(config.server.listen)
-    for address in bound:
-        log.info("listening on %s (udp, tcp)", address)
-    log.info("forwarding to %s", resolver.router.default)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-    await stop.wait()
-    log.info("stopping")
-    await server.close()
-    return EXIT_OK

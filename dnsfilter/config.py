@@ -35,6 +35,8 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 DEFAULT_CONFIG_NAME = "<embedded default config>"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _LOG_LEVELS = ("debug", "info", "warning", "error")
+#: The network name metrics give clients in no configured network.
+RESERVED_NETWORK = "none"
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +78,7 @@ class UpstreamConfig:
     resolv_conf: str = "/etc/resolv.conf"
     timeout: float = 1.5
     dead_time: float = 30.0
+    health_check_interval: float = 10.0  #: seconds between probes of every upstream; 0 = off
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +112,22 @@ class PolicyConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class MetricsConfig:
+    enabled: bool = True
+    listen: HostPort = HostPort("127.0.0.1", 9153)
+
+
+@dataclass(frozen=True, slots=True)
+class EgressConfig:
+    """What `dnsfilter monitor` and `dnsfilter egress export` treat as allowed and banned."""
+
+    #: resolvers clients may use on ports 53 and 853; () means the addresses in server.listen
+    approved_resolvers: tuple[IPAddress, ...] = ()
+    lists: tuple[str, ...] | None = None  #: lists whose names and networks count; None = all
+    drop_doh: bool = False  #: the export also drops the networks of bypass-category lists
+
+
+@dataclass(frozen=True, slots=True)
 class CacheConfig:
     enabled: bool = True
     max_entries: int = 100_000
@@ -128,6 +147,8 @@ class Config:
     allowlist: tuple[str, ...] = ()
     policies: tuple[PolicyConfig, ...] = ()
     cache: CacheConfig = field(default_factory=CacheConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    egress: EgressConfig = field(default_factory=EgressConfig)
     log_level: str = "info"
 
 
@@ -141,13 +162,19 @@ _TOP_KEYS = frozenset(
         "allowlist",
         "policies",
         "cache",
+        "metrics",
+        "egress",
         "log_level",
     }
 )
 _SERVER_KEYS = frozenset(
     {"listen", "udp_payload_size", "tcp_idle_timeout", "max_tcp_connections", "max_inflight"}
 )
-_UPSTREAM_KEYS = frozenset({"servers", "resolv_conf", "timeout", "dead_time"})
+_UPSTREAM_KEYS = frozenset(
+    {"servers", "resolv_conf", "timeout", "dead_time", "health_check_interval"}
+)
+_METRICS_KEYS = frozenset({"enabled", "listen"})
+_EGRESS_KEYS = frozenset({"approved_resolvers", "lists", "drop_doh"})
 _SERVER_ENTRY_KEYS = frozenset({"address", "port", "timeout"})
 _LIST_KEYS = frozenset({"file"})
 _POLICY_KEYS = frozenset({"networks", "lists", "mode", "ttl", "sinkhole_ipv4", "sinkhole_ipv6"})
@@ -189,16 +216,22 @@ def parse_config(text: str, filename: str, base: Path | None) -> Config:
         allowlist=_allowlist(r, get(top, "allowlist")),
         policies=_policies(r, r.mapping(get(top, "policies"), "policies")),
         cache=_cache(r, r.mapping(get(top, "cache"), "cache", _CACHE_KEYS)),
+        metrics=_metrics(r, r.mapping(get(top, "metrics"), "metrics", _METRICS_KEYS)),
+        egress=_egress(r, r.mapping(get(top, "egress"), "egress", _EGRESS_KEYS)),
         log_level=_log_level(r, get(top, "log_level")),
     )
     _cross_check(r, config, top)
+    _cross_check_egress(r, config, top)
     if r.problems:
-        raise ConfigError(by_line(r.problems))
+        raise ConfigError(by_line(r.problems, filename))
     return config
 
 
-def parse_host_port(text: str, default_port: int) -> HostPort:
-    """ADDR, ADDR:PORT, [V6ADDR] or [V6ADDR]:PORT; raise ValueError with the reason."""
+def parse_host_port(text: str, default_port: int, min_port: int = 0) -> HostPort:
+    """ADDR, ADDR:PORT, [V6ADDR] or [V6ADDR]:PORT; raise ValueError with the reason.
+
+    Port 0 (min_port=0) asks the kernel for a free port: fine to listen on, not to send to.
+    """
     text = text.strip()
     port = default_port
     if text.startswith("["):
@@ -209,10 +242,10 @@ def parse_host_port(text: str, default_port: int) -> HostPort:
         if rest:
             if not rest.startswith(":"):
                 raise ValueError(f"expected ':PORT' after ']' in {text!r}")
-            port = _port(rest[1:], text)
+            port = _port(rest[1:], text, min_port)
     elif text.count(":") == 1:
         host, port_text = text.split(":")
-        port = _port(port_text, text)
+        port = _port(port_text, text, min_port)
     else:
         host = text
     try:
@@ -222,8 +255,9 @@ def parse_host_port(text: str, default_port: int) -> HostPort:
     return HostPort(str(address), port)
 
 
-def _port(text: str, whole: str) -> int:
-    if not text.isdigit() or not 0 <= int(text) <= 65535 or (len(text) > 1 and text[0] == "0"):
+def _port(text: str, whole: str, min_port: int) -> int:
+    plain = text.isascii() and text.isdigit() and (len(text) == 1 or text[0] != "0")
+    if not plain or not min_port <= int(text) <= 65535:
         raise ValueError(f"bad port {text!r} in {whole!r}")
     return int(text)
 
@@ -233,9 +267,16 @@ def with_overrides(
     listen: list[str] | None = None,
     upstreams: list[str] | None = None,
     log_level: str | None = None,
+    metrics_listen: str | None = None,
 ) -> Config:
     """Apply command-line flags; each replaces its config value only when given."""
     problems = []
+    if metrics_listen:
+        try:
+            address = parse_host_port(metrics_listen, 9153)
+            config = replace(config, metrics=MetricsConfig(enabled=True, listen=address))
+        except ValueError as exc:
+            problems.append(f"--metrics-listen: {exc}")
     if listen:
         addresses = []
         for text in listen:
@@ -248,7 +289,7 @@ def with_overrides(
         servers = []
         for text in upstreams:
             try:
-                servers.append(UpstreamServer(parse_host_port(text, 53)))
+                servers.append(UpstreamServer(parse_host_port(text, 53, min_port=1)))
             except ValueError as exc:
                 problems.append(f"--upstream: {exc}")
         config = replace(config, upstream=replace(config.upstream, servers=tuple(servers)))
@@ -267,7 +308,8 @@ def read_resolv_conf(path: str) -> tuple[HostPort, ...]:
             words = line.split()
             if len(words) >= 2 and words[0] == "nameserver":
                 try:
-                    servers.append(HostPort(str(ipaddress.ip_address(words[1].split("%")[0])), 53))
+                    # A link-local server is only reachable through its scope (fe80::1%eth0).
+                    servers.append(HostPort(str(ipaddress.ip_address(words[1])), 53))
                 except ValueError:
                     continue
     return tuple(servers)
@@ -288,8 +330,9 @@ def _server(r: Reader, node: Mapping | None) -> ServerConfig:
             except ValueError as exc:
                 r.problem(line, path, str(exc))
         listen = tuple(addresses)
-        if not listen and not r.problems:
-            r.problem(node.line if node else 0, "server.listen", "needs at least one address")
+        listen_node = get(node, "listen")
+        if isinstance(listen_node, Sequence) and not listen_node.items and node is not None:
+            r.problem(node.items["listen"][0], "server.listen", "needs at least one address")
     return ServerConfig(
         listen=listen,
         udp_payload_size=_or(
@@ -322,6 +365,31 @@ def _upstream(r: Reader, node: Mapping | None) -> UpstreamConfig:
         dead_time=_or(
             r.number(get(node, "dead_time"), "upstream.dead_time", 0, 86400), default.dead_time
         ),
+        health_check_interval=_or(
+            r.number(
+                get(node, "health_check_interval"),
+                "upstream.health_check_interval",
+                high=86400,
+                at_least=0,
+            ),
+            default.health_check_interval,
+        ),
+    )
+
+
+def _metrics(r: Reader, node: Mapping | None) -> MetricsConfig:
+    default = MetricsConfig()
+    listen = default.listen
+    text = r.string(get(node, "listen"), "metrics.listen")
+    if text is not None:
+        try:
+            listen = parse_host_port(text, 9153)
+        except ValueError as exc:
+            line = get(node, "listen")
+            r.problem(line.line if line else 0, "metrics.listen", str(exc))
+    return MetricsConfig(
+        enabled=_or(r.boolean(get(node, "enabled"), "metrics.enabled"), default.enabled),
+        listen=listen,
     )
 
 
@@ -339,7 +407,7 @@ def _server_list(r: Reader, node: Node | None, path: str) -> tuple[UpstreamServe
             if text is None:
                 continue
             try:
-                address = parse_host_port(text, port)
+                address = parse_host_port(text, port, min_port=1)
             except ValueError as exc:
                 r.problem(child.line, item + ".address", str(exc))
                 continue
@@ -351,7 +419,7 @@ def _server_list(r: Reader, node: Node | None, path: str) -> tuple[UpstreamServe
             if text is None:
                 continue
             try:
-                servers.append(UpstreamServer(parse_host_port(text, 53)))
+                servers.append(UpstreamServer(parse_host_port(text, 53, min_port=1)))
             except ValueError as exc:
                 r.problem(child.line, item, str(exc))
     return tuple(servers)
@@ -379,13 +447,16 @@ def _networks(r: Reader, node: Mapping | None) -> tuple[NetworkConfig, ...]:
     for name, (line, child) in (node.items if node else {}).items():
         path = f"networks.{name}"
         _check_name(r, line, path, name)
+        if name == RESERVED_NETWORK:
+            r.problem(line, path, f"{name!r} is reserved for clients in no network")
         prefixes = []
         for item_line, item_path, text in r.strings(child, path):
             try:
                 prefixes.append(ipaddress.ip_network(text, strict=True))
             except ValueError as exc:
                 r.problem(item_line, item_path, str(exc))
-        if not prefixes and not r.sequence(child, path):
+        empty = child is None or (isinstance(child, Sequence) and not child.items)
+        if empty or (isinstance(child, Scalar) and child.value is None and not child.quoted):
             r.problem(line, path, "needs at least one prefix")
         networks.append(NetworkConfig(name, tuple(prefixes)))
     return tuple(networks)
@@ -495,12 +566,34 @@ def _cache(r: Reader, node: Mapping | None) -> CacheConfig:
     return config
 
 
+def _egress(r: Reader, node: Mapping | None) -> EgressConfig:
+    resolvers = []
+    for line, path, text in r.strings(get(node, "approved_resolvers"), "egress.approved_resolvers"):
+        try:
+            resolvers.append(ipaddress.ip_address(text))
+        except ValueError:
+            r.problem(line, path, f"{text!r} is not an IP address (without a port)")
+    lists_node = get(node, "lists")
+    lists = None
+    # Absent or null means every configured list; [] means none.
+    if lists_node is not None and not (
+        isinstance(lists_node, Scalar) and lists_node.value is None and not lists_node.quoted
+    ):
+        lists = tuple(text for _, _, text in r.strings(lists_node, "egress.lists"))
+    return EgressConfig(
+        approved_resolvers=tuple(dict.fromkeys(resolvers)),
+        lists=lists,
+        drop_doh=_or(r.boolean(get(node, "drop_doh"), "egress.drop_doh"), False),
+    )
+
+
 def _log_level(r: Reader, node: Node | None) -> str:
     text = r.string(node, "log_level")
     if text is None:
         return "info"
     if text.lower() not in _LOG_LEVELS:
-        r.problem(node.line if node else 0, "log_level", f"one of {', '.join(_LOG_LEVELS)}")
+        levels = ", ".join(_LOG_LEVELS)
+        r.problem(node.line if node else 0, "log_level", f"must be one of {levels} (got {text!r})")
         return "info"
     return text.lower()
 
@@ -522,6 +615,8 @@ def _cross_check(r: Reader, config: Config, top: Mapping | None) -> None:
         for network, line in zip(policy.networks, network_lines, strict=False):
             if network not in network_names:
                 r.problem(line, path + ".networks", f"unknown network {network!r}")
+            elif owner.get(network) == policy.name:
+                r.problem(line, path + ".networks", f"network {network!r} is listed twice")
             elif network in owner:
                 r.problem(
                     line,
@@ -553,14 +648,31 @@ def _cross_check(r: Reader, config: Config, top: Mapping | None) -> None:
             seen[prefix] = net.name
 
 
+def _cross_check_egress(r: Reader, config: Config, top: Mapping | None) -> None:
+    """egress.lists names configured lists."""
+    if config.egress.lists is None:
+        return
+    known = {item.name for item in config.lists}
+    lines = _item_lines(get(top, "egress"), "lists")
+    for name, line in zip(config.egress.lists, lines, strict=False):
+        if name not in known:
+            r.problem(line, "egress.lists", f"unknown list {name!r}")
+
+
 def _as_mapping(node: Node | None) -> Mapping | None:
     return node if isinstance(node, Mapping) else None
 
 
 def _item_lines(node: Node | None, key: str) -> list[int]:
-    """The line of each item of the list under key, in order."""
+    """The line of each string item of the list under key: the items Reader.strings yields."""
     items = get(_as_mapping(node), key)
-    return [child.line for child in items.items] if isinstance(items, Sequence) else []
+    if not isinstance(items, Sequence):
+        return []
+    return [
+        child.line
+        for child in items.items
+        if isinstance(child, Scalar) and (child.quoted or isinstance(child.value, str))
+    ]
 
 
 _T = TypeVar("_T")

@@ -34,6 +34,8 @@ def normalize_domain(text: str) -> str:
         if len(label) > 63:
             raise InvalidName(f"label {label[:20]!r}... is longer than 63 characters")
         if not _LABEL.fullmatch(label):
+            if label.startswith("-") or label.endswith("-"):
+                raise InvalidName(f"label {label!r} starts or ends with '-'")
             raise InvalidName(f"label {label!r} has characters other than a-z 0-9 - _")
     return name
 

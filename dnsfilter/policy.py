@@ -12,6 +12,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from dnsfilter.blocking import BlockAnswers, BlockMode
+from dnsfilter.config import RESERVED_NETWORK as NO_NETWORK
 from dnsfilter.config import Config, IPNetwork, PolicyConfig
 from dnsfilter.lists.model import BlockList, Category
 
@@ -43,6 +44,10 @@ class Verdict:
     category: Category = Category.OTHER
     entry: str = ""  #: the list entry that matched (for explain; never a metric label)
     mode: BlockMode | None = None  #: the entry's own mode, when it overrides the policy's
+
+    @property
+    def network(self) -> str:
+        return self.rule.network if self.rule is not None else NO_NETWORK
 
 
 REFUSE = Verdict(Action.REFUSE)

@@ -17,7 +17,8 @@ from dnsfilter.cache import AnswerCache, CacheKey, TtlPolicy, make_entry, make_p
 from dnsfilter.config import Config, HostPort, UpstreamServer, read_resolv_conf
 from dnsfilter.errors import ConfigError, UpstreamError
 from dnsfilter.lists.model import BlockList
-from dnsfilter.policy import Action, Policy, build_policy
+from dnsfilter.metrics import UpstreamStats
+from dnsfilter.policy import Action, Policy, Verdict, build_policy
 from dnsfilter.upstream import Upstream, UpstreamGroup
 from dnsfilter.wire import EdeCode, Query, Rcode, build_reply, ede_option, opt_record, truncate_for
 
@@ -38,7 +39,7 @@ class ReplyKind(enum.Enum):
 class Reply(NamedTuple):
     wire: bytes
     kind: ReplyKind
-    reason: str = ""  #: low-cardinality: the list name of a block, never the domain
+    verdict: Verdict  #: the policy's decision: network, and the list of a block
 
 
 _PROHIBITED = ede_option(EdeCode.PROHIBITED, "client is not in a configured network")
@@ -74,25 +75,27 @@ class Resolver:
         router: ZoneRouter,
         cache: AnswerCache | None,
         clock: Callable[[], float] = time.monotonic,
+        groups: Sequence[UpstreamGroup] = (),
     ) -> None:
         self.policy = policy
         self.router = router
         self.cache = cache
         self.clock = clock
+        self.groups = tuple(groups)  #: every upstream group, for health checks
 
-    def answer_now(self, q: Query) -> Reply | None:
-        """A reply when no network is needed; None when the query must go to resolve()."""
+    def answer_now(self, q: Query) -> Reply | Verdict:
+        """A reply when no network is needed; else the ALLOW verdict to hand to resolve()."""
         # 1. Policy: the client's network picks its lists; outside every network, REFUSED,
         #    so the resolver is never open to the world.
         verdict = self.policy.decide(q.client[0], q.qname)
         if verdict.action is Action.REFUSE:
             ede = _PROHIBITED if q.edns else b""
-            return Reply(build_reply(q, Rcode.REFUSED, ede=ede), ReplyKind.REFUSED)
+            return Reply(build_reply(q, Rcode.REFUSED, ede=ede), ReplyKind.REFUSED, verdict)
         # 2. Blocklists: a blocked name is answered from the policy's mode, never forwarded.
         if verdict.action is Action.BLOCK:
             assert verdict.rule is not None
             wire = verdict.rule.answers.reply(q, verdict.list_name, verdict.mode)
-            return Reply(truncate_for(q, wire), ReplyKind.BLOCKED, verdict.list_name)
+            return Reply(truncate_for(q, wire), ReplyKind.BLOCKED, verdict)
         # 3. Cache: a fresh entry is served with its TTLs counted down.
         cache = self.cache
         if cache is not None:
@@ -100,10 +103,10 @@ class Resolver:
             if entry is not None:
                 opt = opt_record(q.do) if q.edns else b""
                 wire = entry.reply(q.id, q.flags, q.question, opt, self.clock())
-                return Reply(truncate_for(q, wire), ReplyKind.CACHED)
-        return None
+                return Reply(truncate_for(q, wire), ReplyKind.CACHED, verdict)
+        return verdict
 
-    async def resolve(self, q: Query) -> Reply:
+    async def resolve(self, q: Query, verdict: Verdict) -> Reply:
         """Answer a query that answer_now could not: forward it and cache the answer."""
         # 4. Forward: a conditional zone's own upstreams, else the default group.
         try:
@@ -111,7 +114,7 @@ class Resolver:
         except UpstreamError as exc:
             log.debug("SERVFAIL for %s: %s", q.qname, exc)
             ede = _UNREACHABLE if q.edns else b""
-            return Reply(build_reply(q, Rcode.SERVFAIL, ede=ede), ReplyKind.SERVFAIL)
+            return Reply(build_reply(q, Rcode.SERVFAIL, ede=ede), ReplyKind.SERVFAIL, verdict)
         # 5. Cache what may be cached; the reply is served from the same entry either way.
         now = self.clock()
         cache = self.cache
@@ -124,26 +127,30 @@ class Resolver:
             entry = make_passthrough(answer.wire, answer.scan, now)
         opt = opt_record(q.do) if q.edns else b""
         wire = entry.reply(q.id, q.flags, q.question, opt, now)
-        return Reply(truncate_for(q, wire), ReplyKind.FORWARDED)
+        return Reply(truncate_for(q, wire), ReplyKind.FORWARDED, verdict)
 
 
 def build_resolver(
-    config: Config, lists: Sequence[BlockList], listen: Sequence[HostPort] = ()
+    config: Config,
+    lists: Sequence[BlockList],
+    upstream_stats: UpstreamStats | None = None,
 ) -> Resolver:
     """The resolver for a validated config; upstreams from resolv.conf when none are set."""
     policy = build_policy(config, lists)
     up = config.upstream
-    servers = up.servers or _resolv_conf_servers(up.resolv_conf, listen or config.server.listen)
-    default = UpstreamGroup(servers, up.timeout, up.dead_time)
-    zones: dict[str, Upstream] = {
-        zone.zone: UpstreamGroup(zone.servers, up.timeout, up.dead_time)
-        for zone in config.forward_zones
-    }
+    stats = upstream_stats if upstream_stats is not None else UpstreamStats()
+    servers = up.servers or _resolv_conf_servers(up.resolv_conf, config.server.listen)
+    groups = [UpstreamGroup(servers, up.timeout, up.dead_time, stats=stats)]
+    zones: dict[str, Upstream] = {}
+    for zone in config.forward_zones:
+        group = UpstreamGroup(zone.servers, up.timeout, up.dead_time, stats=stats)
+        zones[zone.zone] = group
+        groups.append(group)
     cache = None
     if config.cache.enabled:
         c = config.cache
         cache = AnswerCache(c.max_entries, TtlPolicy(c.min_ttl, c.max_ttl, c.negative_max_ttl))
-    return Resolver(policy, ZoneRouter(default, zones), cache)
+    return Resolver(policy, ZoneRouter(groups[0], zones), cache, groups=groups)
 
 
 def _resolv_conf_servers(path: str, listen: Sequence[HostPort]) -> tuple[UpstreamServer, ...]:

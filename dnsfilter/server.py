@@ -13,13 +13,15 @@ import contextlib
 import errno
 import logging
 import socket
-from collections import Counter
 from collections.abc import Coroutine, Sequence
-from dataclasses import dataclass, field
+from time import monotonic, perf_counter
 from typing import Any, cast
 
+from dnsfilter.config import RESERVED_NETWORK as NO_NETWORK
 from dnsfilter.config import HostPort, ServerConfig
 from dnsfilter.errors import BadVersion, DropPacket, NotImplementedOpcode, WireError
+from dnsfilter.metrics import OTHER_QTYPE, QTYPE_LABELS, QueryStats
+from dnsfilter.policy import Verdict
 from dnsfilter.resolver import Reply, ReplyKind, Resolver
 from dnsfilter.wire import (
     Query,
@@ -43,66 +45,77 @@ class ListenError(Exception):
     """A listener could not be bound; the message says which and why."""
 
 
-@dataclass
-class ServerStats:
-    """Outcome counts per transport, read by metrics and tests."""
-
-    replies: Counter[tuple[Transport, ReplyKind]] = field(default_factory=Counter)
-    tcp_rejected: int = 0
-
-    def count(self, transport: Transport, kind: ReplyKind) -> None:
-        self.replies[(transport, kind)] += 1
-
-    def total(self, kind: ReplyKind) -> int:
-        return sum(n for (_, k), n in self.replies.items() if k is kind)
-
-
 class QueryHandler:
-    """Turns a message into a reply now, a pending resolution, or nothing."""
+    """Turns a message into a reply now, a pending resolution, or nothing; counts each."""
 
-    def __init__(self, resolver: Resolver, config: ServerConfig, stats: ServerStats) -> None:
+    def __init__(
+        self, resolver: Resolver, config: ServerConfig, stats: QueryStats | None = None
+    ) -> None:
         self.resolver = resolver
-        self.stats = stats
+        self.stats = stats if stats is not None else QueryStats()
         self.udp_limit = config.udp_payload_size
         self.max_inflight = config.max_inflight
         self.inflight: set[asyncio.Task[None]] = set()
 
     def handle(
         self, data: bytes, client: tuple[str, int], transport: Transport
-    ) -> bytes | Query | None:
-        """bytes to send now, a Query to resolve, or None to drop."""
+    ) -> bytes | tuple[Query, Verdict, float] | None:
+        """bytes to send now, (query, verdict, start time) to resolve, or None to drop."""
+        started = perf_counter()
         try:
             q = parse_query(data, client, transport, self.udp_limit)
         except DropPacket:
-            self.stats.count(transport, ReplyKind.DROPPED)
+            self._count_bad(client, transport, ReplyKind.DROPPED, started)
             return None
         except NotImplementedOpcode:
-            self.stats.count(transport, ReplyKind.NOTIMP)
+            self._count_bad(client, transport, ReplyKind.NOTIMP, started)
             return error_reply(data, Rcode.NOTIMP)
         except BadVersion:
-            self.stats.count(transport, ReplyKind.FORMERR)
+            self._count_bad(client, transport, ReplyKind.FORMERR, started)
             return badvers_reply(data)
         except WireError:
-            self.stats.count(transport, ReplyKind.FORMERR)
+            self._count_bad(client, transport, ReplyKind.FORMERR, started)
             return error_reply(data, Rcode.FORMERR)
-        reply = self.resolver.answer_now(q)
-        if reply is not None:
-            self.stats.count(transport, reply.kind)
-            return reply.wire
+        result = self.resolver.answer_now(q)
+        if type(result) is Reply:
+            self._count(q, result, started)
+            return result.wire
+        assert isinstance(result, Verdict)
         if len(self.inflight) >= self.max_inflight:
-            self.stats.count(transport, ReplyKind.DROPPED)
+            self._count_bad(client, transport, ReplyKind.DROPPED, started)
             return None
-        return q
+        return q, result, started
 
-    async def resolve(self, q: Query) -> bytes:
+    async def resolve(self, q: Query, verdict: Verdict, started: float) -> bytes:
         try:
-            reply = await self.resolver.resolve(q)
+            reply = await self.resolver.resolve(q, verdict)
         except Exception:
             # A bug must cost one query, not the server; say so loudly.
             log.exception("resolving %s failed", q.qname)
-            reply = Reply(truncate_for(q, build_reply(q, Rcode.SERVFAIL)), ReplyKind.SERVFAIL)
-        self.stats.count(q.transport, reply.kind)
+            wire = truncate_for(q, build_reply(q, Rcode.SERVFAIL))
+            reply = Reply(wire, ReplyKind.SERVFAIL, verdict)
+        self._count(q, reply, started)
         return reply.wire
+
+    def _count(self, q: Query, reply: Reply, started: float) -> None:
+        stats = self.stats
+        kind = reply.kind.value
+        verdict = reply.verdict
+        network = verdict.network
+        stats.queries[
+            (network, q.transport.value, QTYPE_LABELS.get(q.qtype, OTHER_QTYPE), kind)
+        ] += 1
+        if reply.kind is ReplyKind.BLOCKED:
+            stats.blocked[(network, verdict.list_name, verdict.category.value)] += 1
+            stats.blocked_client(network, verdict.list_name, q.client[0], monotonic())
+        stats.duration(kind).observe(perf_counter() - started)
+
+    def _count_bad(
+        self, client: tuple[str, int], transport: Transport, kind: ReplyKind, started: float
+    ) -> None:
+        network = self.resolver.policy.networks.lookup(client[0]) or NO_NETWORK
+        self.stats.queries[(network, transport.value, OTHER_QTYPE, kind.value)] += 1
+        self.stats.duration(kind.value).observe(perf_counter() - started)
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -123,14 +136,17 @@ class UdpListener(asyncio.DatagramProtocol):
         result = self.handler.handle(data, (addr[0], addr[1]), Transport.UDP)
         if result is None:
             return
-        if isinstance(result, bytes):
+        if type(result) is bytes:
             assert self.transport is not None
             self.transport.sendto(result, addr)
             return
-        self.handler.spawn(self._answer_later(result, addr))
+        assert isinstance(result, tuple)
+        self.handler.spawn(self._answer_later(*result, addr))
 
-    async def _answer_later(self, q: Query, addr: tuple[str, int]) -> None:
-        wire = await self.handler.resolve(q)
+    async def _answer_later(
+        self, q: Query, verdict: Verdict, started: float, addr: tuple[str, int]
+    ) -> None:
+        wire = await self.handler.resolve(q, verdict, started)
         if self.transport is not None and not self.transport.is_closing():
             self.transport.sendto(wire, addr)
 
@@ -163,11 +179,11 @@ class TcpListener:
                 if message is None:
                     break
                 result = self.handler.handle(message, client, Transport.TCP)
-                if isinstance(result, bytes):
+                if type(result) is bytes:
                     _write_message(writer, result)
-                elif result is not None:
+                elif isinstance(result, tuple):
                     task = asyncio.get_running_loop().create_task(
-                        self._answer_later(result, writer)
+                        self._answer_later(*result, writer)
                     )
                     pending.add(task)
                     task.add_done_callback(pending.discard)
@@ -191,8 +207,10 @@ class TcpListener:
         except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
             return None
 
-    async def _answer_later(self, q: Query, writer: asyncio.StreamWriter) -> None:
-        wire = await self.handler.resolve(q)
+    async def _answer_later(
+        self, q: Query, verdict: Verdict, started: float, writer: asyncio.StreamWriter
+    ) -> None:
+        wire = await self.handler.resolve(q, verdict, started)
         if not writer.is_closing():
             _write_message(writer, wire)
 
@@ -251,10 +269,11 @@ def _socket(family: int, kind: int, reuse_port: bool) -> socket.socket:
 class DnsServer:
     """All listeners of one process, sharing one handler (and so one cache)."""
 
-    def __init__(self, resolver: Resolver, config: ServerConfig) -> None:
+    def __init__(
+        self, resolver: Resolver, config: ServerConfig, stats: QueryStats | None = None
+    ) -> None:
         self.config = config
-        self.stats = ServerStats()
-        self.handler = QueryHandler(resolver, config, self.stats)
+        self.handler = QueryHandler(resolver, config, stats)
         self.tcp = TcpListener(self.handler, config)
         self.bound: list[HostPort] = []
         self._transports: list[asyncio.BaseTransport] = []

@@ -10,6 +10,7 @@ as a spoofed or stray reply must not end the wait for the real one.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 import socket
@@ -20,11 +21,14 @@ from typing import NamedTuple, Protocol
 
 from dnsfilter.config import HostPort, UpstreamServer
 from dnsfilter.errors import FormatError, UpstreamError, UpstreamTimeout
+from dnsfilter.metrics import UpstreamStats
 from dnsfilter.wire import (
     HEADER_LEN,
+    QType,
     Query,
     Rcode,
     ResponseScan,
+    make_query,
     opt_record,
     same_question,
     scan_response,
@@ -155,12 +159,14 @@ class UpstreamGroup:
         timeout: float,
         dead_time: float,
         clock: Callable[[], float] = time.monotonic,
+        stats: UpstreamStats | None = None,
     ) -> None:
         if not servers:
             raise ValueError("an upstream group needs at least one server")
         self.servers = tuple(servers)
         self.timeout = timeout
         self.dead_time = dead_time
+        self.stats = stats if stats is not None else UpstreamStats()
         self._clock = clock
         self._dead_until: dict[UpstreamServer, float] = {}
 
@@ -180,24 +186,62 @@ class UpstreamGroup:
 
     async def forward(self, q: Query) -> UpstreamAnswer:
         question = q.wire[HEADER_LEN : q.question_end]
+
+        def query() -> bytes:
+            return upstream_query(q, secrets.randbits(16))
+
         failures: list[str] = []
         for server in self._order():
-            timeout = server.timeout or self.timeout
-            query = upstream_query(q, secrets.randbits(16))
             try:
-                data, scan = await udp_exchange(server.address, query, question, timeout)
-                if scan.flags & _TC:
-                    query = upstream_query(q, secrets.randbits(16))
-                    data, scan = await tcp_exchange(server.address, query, question, timeout)
+                data, scan = await self._try(server, query, question)
             except UpstreamError as exc:
-                self._dead_until[server] = self._clock() + self.dead_time
                 failures.append(str(exc))
-                log.debug("upstream failed: %s", exc)
                 continue
-            self._dead_until.pop(server, None)
             if scan.rcode in (Rcode.SERVFAIL, Rcode.REFUSED):
                 # The server is alive but could not help; another one may.
                 failures.append(f"{server.name}: {Rcode(scan.rcode).name}")
                 continue
             return UpstreamAnswer(data, scan, server.name)
         raise UpstreamError("; ".join(failures))
+
+    async def probe(self) -> None:
+        """Ask every server for the root NS records: any answer means it is up."""
+        question = make_query("", QType.NS)[HEADER_LEN:]
+
+        def query() -> bytes:
+            return make_query("", QType.NS, secrets.randbits(16))
+
+        for server in self.servers:
+            with contextlib.suppress(UpstreamError):
+                await self._try(server, query, question)
+
+    async def _try(
+        self, server: UpstreamServer, query: Callable[[], bytes], question: bytes
+    ) -> tuple[bytes, ResponseScan]:
+        """One exchange with one server (UDP, then TCP if truncated), counted and timed.
+
+        Each call of query() makes a fresh message with a fresh random ID.
+        """
+        timeout = server.timeout or self.timeout
+        started = time.perf_counter()
+        try:
+            data, scan = await udp_exchange(server.address, query(), question, timeout)
+            if scan.flags & _TC:
+                data, scan = await tcp_exchange(server.address, query(), question, timeout)
+        except UpstreamError as exc:
+            self._dead_until[server] = self._clock() + self.dead_time
+            outcome = "timeout" if isinstance(exc, UpstreamTimeout) else "error"
+            self.stats.observe(server.name, outcome, time.perf_counter() - started, False)
+            log.debug("upstream failed: %s", exc)
+            raise
+        self._dead_until.pop(server, None)
+        elapsed = time.perf_counter() - started
+        self.stats.observe(server.name, _rcode_name(scan.rcode), elapsed, True)
+        return data, scan
+
+
+def _rcode_name(rcode: int) -> str:
+    try:
+        return Rcode(rcode).name
+    except ValueError:
+        return "OTHER"

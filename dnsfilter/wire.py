@@ -226,6 +226,8 @@ def skip_name(data: bytes, pos: int) -> int:
         if length & 0xC0 == 0xC0:
             if pos + 2 > size:
                 raise FormatError("compression pointer runs past the end")
+            if _U16.unpack_from(data, pos)[0] & 0x3FFF >= pos:
+                raise FormatError("compression pointer does not point backwards")
             return pos + 2
         if length > 63:
             raise FormatError("unknown label type")
@@ -237,7 +239,7 @@ def read_name(data: bytes, pos: int) -> str:
     labels: list[bytes] = []
     size = len(data)
     jumps = 0
-    total = 0
+    total = 1  # the root label's zero octet counts towards the 255
     while True:
         if pos >= size:
             raise FormatError("name runs past the end")
@@ -373,12 +375,16 @@ def encode_name(name: str) -> bytes:
     """Uncompressed wire form of a dotted name (no escapes; labels must be ASCII)."""
     out = bytearray()
     for label in name.rstrip(".").split(".") if name.strip(".") else []:
+        if not label.isascii():
+            raise WireError(f"non-ASCII label in {name!r}; use its IDNA form")
         raw = label.encode("ascii")
         if not 0 < len(raw) <= 63:
             raise WireError(f"bad label in {name!r}")
         out.append(len(raw))
         out += raw
     out.append(0)
+    if len(out) > 255:
+        raise WireError(f"name longer than 255 octets: {name[:40]!r}...")
     return bytes(out)
 
 

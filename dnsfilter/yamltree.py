@@ -23,7 +23,6 @@ _FLOAT = "tag:yaml.org,2002:float"
 _STR = "tag:yaml.org,2002:str"
 _TIMESTAMP = "tag:yaml.org,2002:timestamp"
 _DECIMAL = re.compile(r"[-+]?(0|[1-9][0-9_]*)")
-_LINE = re.compile(r"[^:]*:(\d+): ")
 
 
 class YamlSyntaxError(Exception):
@@ -37,6 +36,7 @@ class Scalar:
     text: str
     quoted: bool
     line: int
+    error: str = ""  #: why YAML could not construct the value (e.g. an unknown tag)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,12 +79,14 @@ def _convert(
 ) -> Node:
     line = node.start_mark.line + 1
     if isinstance(node, yaml.ScalarNode):
+        error = ""
         try:
             value = constructor.construct_object(node, deep=True)
+        except yaml.MarkedYAMLError as exc:
+            value, error = None, str(exc.problem or exc).splitlines()[0]
         except (yaml.YAMLError, ValueError) as exc:
-            problems.append(f"{filename}:{line}: cannot read {node.value!r}: {exc}")
-            value = node.value
-        return Scalar(value, node.tag, node.value, node.style is not None, line)
+            value, error = None, str(exc).splitlines()[0]
+        return Scalar(value, node.tag, node.value, node.style is not None, line, error)
     if isinstance(node, yaml.SequenceNode):
         return Sequence(
             tuple(_convert(child, constructor, filename, problems) for child in node.value), line
@@ -140,8 +142,14 @@ class Reader:
             return ()
         return node.items
 
+    def _unreadable(self, node: Node, path: str) -> bool:
+        if isinstance(node, Scalar) and node.error:
+            self.problem(node.line, path, f"cannot read {node.text!r} ({node.error})")
+            return True
+        return False
+
     def string(self, node: Node | None, path: str) -> str | None:
-        if node is None:
+        if node is None or self._unreadable(node, path):
             return None
         if not isinstance(node, Scalar):
             self.problem(node.line, path, f"expected a string (got {_describe(node)})")
@@ -155,6 +163,9 @@ class Reader:
         """An ISO date, quoted or not (YAML reads an unquoted one as a date)."""
         if isinstance(node, Scalar) and isinstance(node.value, datetime.date):
             return node.value.isoformat()
+        if isinstance(node, Scalar) and node.error and node.tag == _TIMESTAMP:
+            self.problem(node.line, path, f"expected an ISO date YYYY-MM-DD (got {node.text!r})")
+            return None
         text = self.string(node, path)
         if text is not None and node is not None:
             try:
@@ -165,7 +176,7 @@ class Reader:
         return text
 
     def boolean(self, node: Node | None, path: str) -> bool | None:
-        if node is None:
+        if node is None or self._unreadable(node, path):
             return None
         if isinstance(node, Scalar) and node.tag == _BOOL and not node.quoted:
             if node.text in ("true", "false"):
@@ -178,7 +189,7 @@ class Reader:
     def integer(
         self, node: Node | None, path: str, low: int | None = None, high: int | None = None
     ) -> int | None:
-        if node is None:
+        if node is None or self._unreadable(node, path):
             return None
         if not (isinstance(node, Scalar) and node.tag == _INT and not node.quoted):
             self.problem(node.line, path, f"expected a whole number (got {_describe(node)})")
@@ -198,10 +209,16 @@ class Reader:
         return value
 
     def number(
-        self, node: Node | None, path: str, above: float | None = None, high: float | None = None
+        self,
+        node: Node | None,
+        path: str,
+        above: float | None = None,
+        high: float | None = None,
+        *,
+        at_least: float | None = None,
     ) -> float | None:
-        """A float or int; above is an exclusive lower bound, high an inclusive upper one."""
-        if node is None:
+        """A float or int: above is an exclusive lower bound, at_least an inclusive one."""
+        if node is None or self._unreadable(node, path):
             return None
         if isinstance(node, Scalar) and node.tag == _INT and not node.quoted:
             value = self.integer(node, path)
@@ -213,12 +230,16 @@ class Reader:
         else:
             self.problem(node.line, path, f"expected a number (got {_describe(node)})")
             return None
-        if (
-            result != result
-            or (above is not None and result <= above)
-            or (high is not None and result > high)
-        ):
-            bounds = f"greater than {above:g}" if above is not None else "a number"
+        too_low = (above is not None and result <= above) or (
+            at_least is not None and result < at_least
+        )
+        if result != result or too_low or (high is not None and result > high):
+            if above is not None:
+                bounds = f"greater than {above:g}"
+            elif at_least is not None:
+                bounds = f"at least {at_least:g}"
+            else:
+                bounds = "a number"
             if high is not None:
                 bounds += f" and at most {high:g}"
             self.problem(node.line, path, f"must be {bounds} (got {node.text})")
@@ -234,12 +255,16 @@ class Reader:
                 yield child.line, item_path, value
 
 
-def by_line(problems: list[str]) -> list[str]:
-    """Problems in file order: `file:line: ...` sorted by line, stable otherwise."""
+def by_line(problems: list[str], filename: str) -> list[str]:
+    """Problems in file order: `filename:line: ...` sorted by line, stable otherwise."""
+    prefix = filename + ":"
 
     def line_of(problem: str) -> int:
-        match = _LINE.match(problem)
-        return int(match.group(1)) if match else 0
+        if problem.startswith(prefix):
+            number = problem[len(prefix) :].split(":", 1)[0]
+            if number.isascii() and number.isdigit():
+                return int(number)
+        return 0
 
     return sorted(problems, key=line_of)
 

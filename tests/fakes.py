@@ -458,6 +458,7 @@ class ScriptedUpstream:
 
     async def _serve(self, udp: socket.socket, tcp: socket.socket) -> None:
         loop = asyncio.get_running_loop()
+        loop.set_exception_handler(self._loop_exception)
         stop_event = asyncio.Event()
         udp_transport, _ = await loop.create_datagram_endpoint(lambda: _UdpProtocol(self), sock=udp)
         try:
@@ -475,23 +476,33 @@ class ScriptedUpstream:
     async def _shutdown(self, server: asyncio.Server, udp_transport: asyncio.BaseTransport) -> None:
         """Close everything before the loop ends, so no socket is left for the GC to find."""
         self._closing = True  # connections accepted from now on are aborted in connection_made
-        server.close()
-        udp_transport.close()
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        # Let accepts already under way finish (cancelling them would leak their socket).
+        # asyncio leaks the socket of an accept still under way when its Server is closed
+        # (Server._attach asserts), so let those finish first; no await between the last check
+        # and server.close(), so no new one can start in between.
         current = asyncio.current_task()
         for _ in range(100):
-            for connection in list(self._connections):
-                connection.abort()
             if all(t is current or t.done() for t in asyncio.all_tasks()):
                 break
             await asyncio.sleep(0)
+        server.close()
+        udp_transport.close()
+        for connection in list(self._connections):
+            connection.abort()
         await server.wait_closed()
         for _ in range(3):  # run the connection_lost callbacks that close the sockets
             await asyncio.sleep(0)
+
+    def _loop_exception(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        """Record asyncio's unhandled errors (a bug here), except the noise of shutting down."""
+        if self._closing:
+            return
+        exc = context.get("exception")
+        with self._lock:
+            self._errors.append(exc if exc is not None else RuntimeError(context.get("message")))
 
     def _dispatch(
         self, data: bytes, transport: Transport, src: tuple[str, int], send: Callable[[bytes], None]

@@ -151,7 +151,11 @@ def _free_port(hosts: Sequence[str]) -> int:
 
 
 class NsdServer:
-    """NSD serving ``zones`` (origin -> zone-file text) on ``host`` (or every one of ``hosts``)."""
+    """NSD serving ``zones`` (origin -> zone-file text) on ``host`` (or every one of ``hosts``).
+
+    ``zones`` None or empty means DEFAULT_ZONES. Zones are checked with nsd-checkzone first, so a
+    typo fails fast with its message. ``log()`` returns what nsd wrote, for failure messages.
+    """
 
     def __init__(
         self,

@@ -14,6 +14,7 @@ from dnsfilter.yamltree import (
     Node,
     Reader,
     Scalar,
+    Sequence,
     YamlSyntaxError,
     by_line,
     get,
@@ -52,7 +53,7 @@ def parse_yaml_list(text: str, filename: str) -> BlockList:
     if top is None:
         if root is None:
             reader.problem(1, "", "the file is empty; a list needs name, title, ... domains")
-        raise ListError(by_line(reader.problems))
+        raise ListError(by_line(reader.problems, filename))
     for key in _REQUIRED:
         if key not in top.items:
             reader.problem(top.line, "", f"missing required key {key!r}")
@@ -70,8 +71,17 @@ def parse_yaml_list(text: str, filename: str) -> BlockList:
             reader.problem(
                 _line(top, "category"), "category", f"unknown category {category_text!r} ({known})"
             )
+    list_title = reader.string(get(top, "title"), "title") or ""
+    vendor = reader.string(get(top, "vendor"), "vendor") or ""
+    description = reader.string(get(top, "description"), "description") or ""
     references = []
-    for index, node in enumerate(reader.sequence(get(top, "references"), "references")):
+    reference_nodes = reader.sequence(get(top, "references"), "references")
+    references_node = get(top, "references")
+    if isinstance(references_node, Sequence) and not references_node.items:
+        reader.problem(
+            _line(top, "references"), "references", "needs at least one public source (url, title)"
+        )
+    for index, node in enumerate(reference_nodes):
         path = f"references[{index}]"
         ref = reader.mapping(node, path, _REFERENCE_KEYS)
         url = reader.string(get(ref, "url"), path + ".url")
@@ -84,14 +94,14 @@ def parse_yaml_list(text: str, filename: str) -> BlockList:
     exceptions, _ = _entries(reader, get(top, "exceptions"), "exceptions", _EXCEPTION_KEYS)
     networks = _networks(reader, get(top, "networks"))
     if reader.problems:
-        raise ListError(by_line(reader.problems))
+        raise ListError(by_line(reader.problems, filename))
     return BlockList(
         name=name,
         source=filename,
-        title=reader.string(get(top, "title"), "title") or "",
-        vendor=reader.string(get(top, "vendor"), "vendor") or "",
+        title=list_title,
+        vendor=vendor,
         category=category,
-        description=reader.string(get(top, "description"), "description") or "",
+        description=description,
         references=tuple(references),
         domains=domains,
         exceptions=exceptions,
@@ -120,6 +130,12 @@ def _entries(
             evidence = reader.string(get(child, "evidence"), path + ".evidence") or ""
             added = reader.date_string(get(child, "added"), path + ".added") or ""
             mode = read_mode(reader, get(child, "mode"), path + ".mode")
+            if mode is BlockMode.SINKHOLE:
+                # Sinkhole addresses belong to a policy; an entry cannot carry its own.
+                reader.problem(
+                    child.line, path + ".mode", "sinkhole is a policy mode, not an entry mode"
+                )
+                mode = None
         else:
             text = reader.string(child, path)
             note = evidence = added = ""

@@ -26,17 +26,24 @@ OTHER_LIST = demo_list("other", [{"domain": "other.example.test", "evidence": "t
 def base_config(upstreams: list[str], **sections: Any) -> dict[str, Any]:
     """A config on 127.0.0.1:0 and [::1]:0 whose loopback network blocks the apps list.
 
-    server and upstream sections given are merged into the defaults; others replace them.
+    server, upstream and metrics sections given are merged into the defaults; others replace them.
     """
     config: dict[str, Any] = {
         "server": {"listen": ["127.0.0.1:0", "[::1]:0"]},
-        "upstream": {"servers": upstreams, "timeout": 0.5, "dead_time": 30},
+        "metrics": {"listen": "127.0.0.1:0"},
+        # No health probes: tests count the queries their upstreams receive.
+        "upstream": {
+            "servers": upstreams,
+            "timeout": 0.5,
+            "dead_time": 30,
+            "health_check_interval": 0,
+        },
         "networks": {"loopback": ["127.0.0.0/8", "::1/128"]},
         "lists": {"apps": {"file": "apps.yaml"}, "other": {"file": "other.yaml"}},
         "policies": {"default": {"networks": ["loopback"], "lists": ["apps"]}},
     }
     for key, value in sections.items():
-        if key in ("server", "upstream"):
+        if key in ("server", "upstream", "metrics"):
             config[key] = {**config[key], **value}
         else:
             config[key] = value

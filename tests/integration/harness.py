@@ -10,6 +10,8 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -18,8 +20,10 @@ import dns.message
 import dns.query
 import dns.rdatatype
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
 _LISTENING = re.compile(r"listening on (\S+) \(udp, tcp\)")
+_METRICS = re.compile(r"metrics on http://(\S+)/metrics")
 _START_TIMEOUT = 15.0
 TIMEOUT = 3.0
 
@@ -59,6 +63,7 @@ class DnsFilter:
         self.process: subprocess.Popen[str] | None = None
         self.log_lines: list[str] = []
         self.addresses: list[tuple[str, int]] = []
+        self.metrics_address: tuple[str, int] | None = None
         self._reader: threading.Thread | None = None
 
     def __enter__(self) -> Self:
@@ -102,6 +107,10 @@ class DnsFilter:
             if match:
                 host, _, port = match.group(1).rpartition(":")
                 self.addresses.append((host.strip("[]"), int(port)))
+            metrics = _METRICS.search(line)
+            if metrics:
+                host, _, port = metrics.group(1).rpartition(":")
+                self.metrics_address = (host.strip("[]"), int(port))
             if "forwarding to" in line:
                 ready.set()
         ready.set()
@@ -121,6 +130,27 @@ class DnsFilter:
         assert self.process.stderr is not None
         self.process.stderr.close()
         return self.process.returncode
+
+    def http_get(self, path: str) -> tuple[int, str]:
+        """GET a path from the status endpoint: (status, body)."""
+        assert self.metrics_address is not None, "metrics are not enabled"
+        host, port = self.metrics_address
+        try:
+            with urllib.request.urlopen(f"http://{host}:{port}{path}", timeout=TIMEOUT) as reply:
+                return reply.status, reply.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read().decode()
+
+    def metric(self, name: str, **labels: str) -> float | None:
+        """One sample's value from /metrics, or None when it is absent."""
+        _, body = self.http_get("/metrics")
+        for family in text_string_to_metric_families(body):
+            for sample in family.samples:
+                if sample.name == name and all(
+                    sample.labels.get(k) == v for k, v in labels.items()
+                ):
+                    return float(sample.value)
+        return None
 
     def address(self, family: int = socket.AF_INET) -> tuple[str, int]:
         for host, port in self.addresses:

@@ -85,7 +85,10 @@ def test_serve_embedded_default_blocks_shipped_lists(
     tmp_path: Path, nsd_upstream: NsdServer
 ) -> None:
     """The Quick start's `dnsfilter serve`, on free ports and a loopback upstream."""
-    args = ["--listen", "127.0.0.1:0", "--listen", "[::1]:0", "--upstream", nsd_upstream.address]
+    args = [
+        *("--listen", "127.0.0.1:0", "--listen", "[::1]:0"),
+        *("--upstream", nsd_upstream.address, "--metrics-listen", "127.0.0.1:0"),
+    ]
     with DnsFilter(tmp_path, None, args=args) as server:
         assert rdata_texts(server.udp("weixin.qq.com")) == ["0.0.0.0"]
         assert rdata_texts(server.udp("www.tiktok.com", "AAAA"), "AAAA") == ["::"]

@@ -1,0 +1,314 @@
+"""Every metric dnsfilter exports, and the plain counters the hot path bumps.
+
+The query path increments ordinary dicts and lists (a tuple-keyed dict increment costs about
+a tenth of a prometheus_client child's locked `inc()`); a custom collector turns them into
+metric families when Prometheus scrapes. Labels come only from enums and configured names
+(network, list, upstream), never from a client address or a query name.
+"""
+
+from __future__ import annotations
+
+import time
+from bisect import bisect_left
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    InfoMetricFamily,
+    Metric,
+)
+from prometheus_client.gc_collector import GCCollector
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
+from prometheus_client.registry import Collector
+
+from dnsfilter import __version__
+
+#: qtype label values; every other type is counted as OTHER.
+QTYPE_LABELS: dict[int, str] = {
+    1: "A",
+    28: "AAAA",
+    5: "CNAME",
+    65: "HTTPS",
+    64: "SVCB",
+    15: "MX",
+    16: "TXT",
+    12: "PTR",
+    33: "SRV",
+    2: "NS",
+    6: "SOA",
+    255: "ANY",
+}
+OTHER_QTYPE = "OTHER"
+#: DNS-scale latency buckets: 50 µs (a blocked answer) to 5 s (an upstream timing out).
+DURATION_BUCKETS = (
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+    0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+)  # fmt: skip
+#: How long a client counts in dnsfilter_blocked_clients after its last blocked attempt.
+BLOCKED_CLIENT_WINDOW = 24 * 3600.0
+#: Clients remembered per (network, list); past this the oldest half is forgotten.
+BLOCKED_CLIENT_LIMIT = 100_000
+
+
+class Histogram:
+    """A label-less histogram that is a list of bucket counts."""
+
+    __slots__ = ("counts", "sum")
+
+    def __init__(self) -> None:
+        self.counts = [0] * (len(DURATION_BUCKETS) + 1)
+        self.sum = 0.0
+
+    def observe(self, seconds: float) -> None:
+        self.counts[bisect_left(DURATION_BUCKETS, seconds)] += 1
+        self.sum += seconds
+
+    def cumulative(self) -> list[tuple[str, float]]:
+        out = []
+        total = 0
+        for bound, count in zip((*DURATION_BUCKETS, float("inf")), self.counts, strict=True):
+            total += count
+            out.append(("+Inf" if bound == float("inf") else repr(bound), float(total)))
+        return out
+
+
+@dataclass
+class QueryStats:
+    """Counters of the query path, keyed by label tuples."""
+
+    queries: Counter[tuple[str, str, str, str]] = field(default_factory=Counter)
+    blocked: Counter[tuple[str, str, str]] = field(default_factory=Counter)
+    durations: dict[str, Histogram] = field(default_factory=dict)
+    blocked_clients: dict[tuple[str, str], dict[str, float]] = field(default_factory=dict)
+    tcp_rejected: int = 0
+
+    def duration(self, result: str) -> Histogram:
+        histogram = self.durations.get(result)
+        if histogram is None:
+            histogram = self.durations[result] = Histogram()
+        return histogram
+
+    def blocked_client(self, network: str, list_name: str, client: str, now: float) -> None:
+        seen = self.blocked_clients.get((network, list_name))
+        if seen is None:
+            seen = self.blocked_clients[(network, list_name)] = {}
+        elif len(seen) >= BLOCKED_CLIENT_LIMIT and client not in seen:
+            # A flood of spoofed sources must not grow memory without bound.
+            for stale in sorted(seen, key=seen.__getitem__)[: BLOCKED_CLIENT_LIMIT // 2]:
+                del seen[stale]
+        seen[client] = now
+
+    def total(self, result: str) -> int:
+        return sum(n for key, n in self.queries.items() if key[3] == result)
+
+
+@dataclass
+class UpstreamStats:
+    """Counters of upstream tries, keyed by the upstream's configured name."""
+
+    requests: Counter[tuple[str, str]] = field(default_factory=Counter)
+    durations: dict[str, Histogram] = field(default_factory=dict)
+    up: dict[str, bool] = field(default_factory=dict)
+
+    def observe(self, upstream: str, outcome: str, seconds: float, alive: bool) -> None:
+        self.requests[(upstream, outcome)] += 1
+        histogram = self.durations.get(upstream)
+        if histogram is None:
+            histogram = self.durations[upstream] = Histogram()
+        histogram.observe(seconds)
+        self.up[upstream] = alive
+
+
+@dataclass
+class ListInfo:
+    entries: int
+    loaded_at: float
+
+
+@dataclass
+class ListStats:
+    lists: dict[str, ListInfo] = field(default_factory=dict)
+    reload_failures: Counter[str] = field(default_factory=Counter)
+
+
+class CacheView(Protocol):
+    """What the collector reads of the cache (AnswerCache is one)."""
+
+    hits: int
+    misses: int
+    evictions: int
+
+    def __len__(self) -> int: ...
+
+
+class DnsFilterCollector(Collector):
+    """Builds metric families from the plain counters at scrape time."""
+
+    def __init__(
+        self,
+        queries: QueryStats,
+        upstreams: UpstreamStats,
+        lists: ListStats,
+        cache: Callable[[], CacheView | None],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.queries = queries
+        self.upstreams = upstreams
+        self.lists = lists
+        self.cache = cache
+        self.clock = clock
+
+    def collect(self) -> Iterator[Metric]:
+        # Copies first: dict() of a dict is one C call, safe against a concurrent writer.
+        queries = CounterMetricFamily(
+            "dnsfilter_queries",
+            "Queries answered (or dropped), by client network, protocol, type and result.",
+            labels=("network", "protocol", "qtype", "result"),
+        )
+        for labels, value in dict(self.queries.queries).items():
+            queries.add_metric(labels, value)
+        yield queries
+
+        blocked = CounterMetricFamily(
+            "dnsfilter_blocked_queries",
+            "Blocked attempts, by client network and by the list (app) that blocked them.",
+            labels=("network", "list", "category"),
+        )
+        for block_labels, value in dict(self.queries.blocked).items():
+            blocked.add_metric(block_labels, value)
+        yield blocked
+
+        yield _histograms(
+            "dnsfilter_query_duration_seconds",
+            "Time from receiving a query to sending its answer, by result.",
+            "result",
+            self.queries.durations,
+        )
+
+        clients = GaugeMetricFamily(
+            "dnsfilter_blocked_clients",
+            "Distinct clients with a blocked attempt in the last 24 hours.",
+            labels=("network", "list"),
+        )
+        horizon = time.monotonic() - BLOCKED_CLIENT_WINDOW
+        for (network, list_name), seen in list(self.queries.blocked_clients.items()):
+            recent = sum(1 for last in list(seen.values()) if last >= horizon)
+            clients.add_metric((network, list_name), recent)
+        yield clients
+
+        requests = CounterMetricFamily(
+            "dnsfilter_upstream_requests",
+            "Tries sent to each upstream, by outcome (an rcode, timeout or error).",
+            labels=("upstream", "rcode"),
+        )
+        for request_labels, value in dict(self.upstreams.requests).items():
+            requests.add_metric(request_labels, value)
+        yield requests
+        yield _histograms(
+            "dnsfilter_upstream_duration_seconds",
+            "Time each upstream took to answer a try (or to fail it).",
+            "upstream",
+            self.upstreams.durations,
+        )
+        up = GaugeMetricFamily(
+            "dnsfilter_upstream_up",
+            "1 if the upstream's last try got an answer, 0 if it failed.",
+            labels=("upstream",),
+        )
+        for name, alive in dict(self.upstreams.up).items():
+            up.add_metric((name,), 1.0 if alive else 0.0)
+        yield up
+
+        cache = self.cache()
+        entries = GaugeMetricFamily("dnsfilter_cache_entries", "Answers in the cache.")
+        hits = CounterMetricFamily("dnsfilter_cache_hits", "Queries answered from the cache.")
+        misses = CounterMetricFamily("dnsfilter_cache_misses", "Cache lookups that missed.")
+        evictions = CounterMetricFamily(
+            "dnsfilter_cache_evictions", "Entries evicted to keep the cache within max_entries."
+        )
+        entries.add_metric((), len(cache) if cache is not None else 0)
+        hits.add_metric((), cache.hits if cache is not None else 0)
+        misses.add_metric((), cache.misses if cache is not None else 0)
+        evictions.add_metric((), cache.evictions if cache is not None else 0)
+        yield from (entries, hits, misses, evictions)
+
+        list_entries = GaugeMetricFamily(
+            "dnsfilter_list_entries", "Domain entries in each loaded list.", labels=("list",)
+        )
+        reloaded = GaugeMetricFamily(
+            "dnsfilter_list_last_reload_timestamp_seconds",
+            "When each list was last loaded successfully (Unix time).",
+            labels=("list",),
+        )
+        for name, info in dict(self.lists.lists).items():
+            list_entries.add_metric((name,), info.entries)
+            reloaded.add_metric((name,), info.loaded_at)
+        yield list_entries
+        yield reloaded
+        failures = CounterMetricFamily(
+            "dnsfilter_list_reload_failures",
+            "Reloads of a list that failed (the last good version stayed in use).",
+            labels=("list",),
+        )
+        for name in self.lists.lists:
+            failures.add_metric((name,), self.lists.reload_failures.get(name, 0))
+        yield failures
+
+        tcp = CounterMetricFamily(
+            "dnsfilter_tcp_connections_rejected",
+            "TCP connections closed unanswered because server.max_tcp_connections was reached.",
+        )
+        tcp.add_metric((), self.queries.tcp_rejected)
+        yield tcp
+
+        build = InfoMetricFamily("dnsfilter_build", "The running dnsfilter version.")
+        build.add_metric((), {"version": __version__})
+        yield build
+
+
+def _histograms(
+    name: str, documentation: str, label: str, histograms: dict[str, Histogram]
+) -> HistogramMetricFamily:
+    family = HistogramMetricFamily(name, documentation, labels=(label,))
+    for value, histogram in list(histograms.items()):
+        family.add_metric((value,), histogram.cumulative(), histogram.sum)
+    return family
+
+
+class Metrics:
+    """All of dnsfilter's metrics on one registry (a fresh one per test)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self.queries = QueryStats()
+        self.upstreams = UpstreamStats()
+        self.lists = ListStats()
+        self._cache: CacheView | None = None
+        self.registry.register(
+            DnsFilterCollector(self.queries, self.upstreams, self.lists, lambda: self._cache)
+        )
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
+        GCCollector(registry=self.registry)
+
+    def watch_cache(self, cache: CacheView | None) -> None:
+        self._cache = cache
+
+    def lists_loaded(self, entries: Iterable[tuple[str, int]], now: float | None = None) -> None:
+        loaded_at = time.time() if now is None else now
+        for name, count in entries:
+            self.lists.lists[name] = ListInfo(count, loaded_at)
+
+    def list_reload_failed(self, name: str) -> None:
+        self.lists.reload_failures[name] += 1
+
+
+def qtype_label(qtype: int) -> str:
+    return QTYPE_LABELS.get(qtype, OTHER_QTYPE)
