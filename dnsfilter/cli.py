@@ -8,11 +8,12 @@ import logging
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dnsfilter import __version__
 from dnsfilter.app import Service
 from dnsfilter.config import Config, default_config_text, load_config, with_overrides
+from dnsfilter.egress.cli import register as register_egress
 from dnsfilter.errors import ConfigError, ListError
 from dnsfilter.lists import load_lists
 from dnsfilter.lists.model import BlockList
@@ -72,7 +73,18 @@ def _parser() -> argparse.ArgumentParser:
 
     show = commands.add_parser("show-default-config", help="print the embedded config")
     show.set_defaults(command=cmd_show_default_config)
+
+    # Each feature keeps its own sub-commands beside its code and registers them here;
+    # a register function imports its heavy modules lazily (scapy only for egress).
+    for register in FEATURE_COMMANDS:
+        register(commands)
     return parser
+
+
+if TYPE_CHECKING:
+    Subcommands = argparse._SubParsersAction[argparse.ArgumentParser]
+#: register(subcommands) functions of the feature modules, in help order.
+FEATURE_COMMANDS: list[Callable[[Subcommands], None]] = [register_egress]
 
 
 def _load(config_path: Path | None) -> tuple[Config, list[BlockList]]:

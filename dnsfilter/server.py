@@ -14,7 +14,7 @@ import errno
 import logging
 import socket
 from collections.abc import Coroutine, Sequence
-from time import monotonic, perf_counter
+from time import monotonic, perf_counter, time
 from typing import Any, cast
 
 from dnsfilter.config import RESERVED_NETWORK as NO_NETWORK
@@ -22,6 +22,7 @@ from dnsfilter.config import HostPort, ServerConfig
 from dnsfilter.errors import BadVersion, DropPacket, NotImplementedOpcode, WireError
 from dnsfilter.metrics import OTHER_QTYPE, QTYPE_LABELS, QueryStats
 from dnsfilter.policy import Verdict
+from dnsfilter.querylog import AuditEvent, AuditSink
 from dnsfilter.resolver import Reply, ReplyKind, Resolver
 from dnsfilter.wire import (
     Query,
@@ -49,10 +50,15 @@ class QueryHandler:
     """Turns a message into a reply now, a pending resolution, or nothing; counts each."""
 
     def __init__(
-        self, resolver: Resolver, config: ServerConfig, stats: QueryStats | None = None
+        self,
+        resolver: Resolver,
+        config: ServerConfig,
+        stats: QueryStats | None = None,
+        audit: AuditSink | None = None,
     ) -> None:
         self.resolver = resolver
         self.stats = stats if stats is not None else QueryStats()
+        self.audit = audit
         self.udp_limit = config.udp_payload_size
         self.max_inflight = config.max_inflight
         self.inflight: set[asyncio.Task[None]] = set()
@@ -108,7 +114,31 @@ class QueryHandler:
         if reply.kind is ReplyKind.BLOCKED:
             stats.blocked[(network, verdict.list_name, verdict.category.value)] += 1
             stats.blocked_client(network, verdict.list_name, q.client[0], monotonic())
+            if self.audit is not None:
+                self._audit(q, reply, kind)
+        elif self.audit is not None and self.audit.log_allowed:
+            self._audit(q, reply, kind)
         stats.duration(kind).observe(perf_counter() - started)
+
+    def _audit(self, q: Query, reply: Reply, kind: str) -> None:
+        assert self.audit is not None
+        verdict = reply.verdict
+        action = ""
+        if reply.kind is ReplyKind.BLOCKED and verdict.rule is not None:
+            action = (verdict.mode or verdict.rule.answers.mode).value
+        self.audit.record(
+            AuditEvent(
+                time(),
+                q.client[0],
+                verdict.network,
+                q.qname,
+                q.qtype,
+                kind,
+                verdict.list_name,
+                verdict.category.value if verdict.list_name else "",
+                action,
+            )
+        )
 
     def _count_bad(
         self, client: tuple[str, int], transport: Transport, kind: ReplyKind, started: float
@@ -270,10 +300,14 @@ class DnsServer:
     """All listeners of one process, sharing one handler (and so one cache)."""
 
     def __init__(
-        self, resolver: Resolver, config: ServerConfig, stats: QueryStats | None = None
+        self,
+        resolver: Resolver,
+        config: ServerConfig,
+        stats: QueryStats | None = None,
+        audit: AuditSink | None = None,
     ) -> None:
         self.config = config
-        self.handler = QueryHandler(resolver, config, stats)
+        self.handler = QueryHandler(resolver, config, stats, audit)
         self.tcp = TcpListener(self.handler, config)
         self.bound: list[HostPort] = []
         self._transports: list[asyncio.BaseTransport] = []

@@ -79,12 +79,8 @@ def test_normalize_domain_accepts(text: str, expected: str) -> None:
             id="url-not-name",
         ),
         # The label's characters are all allowed; only the hyphen's position is wrong.
-        pytest.param(
-            "-bad.com", "label '-bad' starts or ends with '-'", id="leading-hyphen"
-        ),
-        pytest.param(
-            "bad-.com", "label 'bad-' starts or ends with '-'", id="trailing-hyphen"
-        ),
+        pytest.param("-bad.com", "label '-bad' starts or ends with '-'", id="leading-hyphen"),
+        pytest.param("bad-.com", "label 'bad-' starts or ends with '-'", id="trailing-hyphen"),
         pytest.param(
             "bü..de",
             "cannot encode 'bü..de' as IDNA: encoding with 'idna' codec failed "
