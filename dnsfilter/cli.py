@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Any
 from dnsfilter import __version__
 from dnsfilter.app import Service
 from dnsfilter.config import Config, default_config_text, load_config, with_overrides
-from dnsfilter.egress.cli import register as register_egress
 from dnsfilter.errors import ConfigError, ListError
 from dnsfilter.lists import load_lists
 from dnsfilter.lists.model import BlockList
@@ -84,7 +83,7 @@ def _parser() -> argparse.ArgumentParser:
 if TYPE_CHECKING:
     Subcommands = argparse._SubParsersAction[argparse.ArgumentParser]
 #: register(subcommands) functions of the feature modules, in help order.
-FEATURE_COMMANDS: list[Callable[[Subcommands], None]] = [register_egress]
+FEATURE_COMMANDS: list[Callable[[Subcommands], None]] = []
 
 
 def _load(config_path: Path | None) -> tuple[Config, list[BlockList]]:
