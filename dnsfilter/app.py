@@ -6,29 +6,56 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
 
-from dnsfilter.config import Config
+from dnsfilter.config import DEFAULT_CONFIG_NAME, Config
+from dnsfilter.errors import ConfigError, ListError
 from dnsfilter.httpserver import StatusServer
+from dnsfilter.lists import HostResolver, ListSource, list_sources, resolve_list_path
 from dnsfilter.lists.model import BlockList
+from dnsfilter.lists.refresh import ListRefresher
 from dnsfilter.metrics import Metrics
+from dnsfilter.policy import build_policy
+from dnsfilter.querylog import build_audit_log
 from dnsfilter.resolver import Resolver, build_resolver
 from dnsfilter.server import DnsServer
 
 log = logging.getLogger("dnsfilter")
 
 
+#: Reads the config and its lists again, with the command line's overrides applied.
+Loader = Callable[[], tuple[Config, list[BlockList]]]
+#: Config sections a reload cannot change in a running process.
+_RESTART_SECTIONS = ("server", "upstream", "forward_zones", "cache", "metrics", "audit")
+
+
 class Service:
-    def __init__(self, config: Config, lists: Sequence[BlockList], metrics: Metrics) -> None:
+    def __init__(
+        self,
+        config: Config,
+        lists: Sequence[BlockList],
+        metrics: Metrics,
+        loader: Loader | None = None,
+    ) -> None:
         self.config = config
         self.metrics = metrics
+        self.loader = loader
         self.resolver: Resolver = build_resolver(config, lists, metrics.upstreams)
         metrics.watch_cache(self.resolver.cache)
         metrics.lists_loaded((b.name, len(b.domains)) for b in lists)
         self.lists_loaded = True
-        self.dns = DnsServer(self.resolver, config.server, metrics.queries)
+        self.reloads = 0
+        self._reload_lock = asyncio.Lock()
+        self._watch_task: asyncio.Task[None] | None = None
+        self._refresher: ListRefresher | None = None
+        # Raises ConfigError when a store cannot be opened: no serving without the audit trail.
+        self.audit = build_audit_log(config.audit, metrics.audit)
+        self.dns = DnsServer(self.resolver, config.server, metrics.queries, audit=self.audit)
         self.status = StatusServer(metrics.registry, self.readiness)
         self._stop = asyncio.Event()
+        self._background: set[asyncio.Task[bool]] = set()
         self._health_task: asyncio.Task[None] | None = None
 
     def readiness(self) -> tuple[bool, str]:
@@ -41,18 +68,31 @@ class Service:
 
     async def run(self) -> int:
         """Serve until SIGTERM or SIGINT."""
+        if self.audit is not None:
+            self.audit.start()
+            log.info("audit log: %s", self.audit.describe())
         for address in await self.dns.start(self.config.server.listen):
             log.info("listening on %s (udp, tcp)", address)
         if self.config.metrics.enabled:
             address = await self.status.start(self.config.metrics.listen)
             log.info("metrics on http://%s/metrics", address)
-        log.info("forwarding to %s", self.resolver.router.default)
         interval = self.config.upstream.health_check_interval
         if interval > 0:
             self._health_task = asyncio.get_running_loop().create_task(self._check_health(interval))
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, self._stop.set)
+        if self.loader is not None:
+            loop.add_signal_handler(signal.SIGHUP, self._reload_soon, "SIGHUP")
+            if self.config.reload.watch_files and self.config.reload.watch_interval > 0:
+                self._watch_task = loop.create_task(self._watch(self.config.reload.watch_interval))
+            # URL lists are downloaded again when due; a changed one reloads as SIGHUP does.
+            self._refresher = ListRefresher(
+                self._url_sources, lambda: self.reload("list downloaded")
+            )
+            self._refresher.start()
+        # Logged last: supervisors and tests take this line to mean "ready for signals too".
+        log.info("forwarding to %s", self.resolver.router.default)
         await self._stop.wait()
         log.info("stopping")
         await self.close()
@@ -62,12 +102,18 @@ class Service:
         self._stop.set()
 
     async def close(self) -> None:
-        if self._health_task is not None:
-            self._health_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._health_task
+        if self._refresher is not None:
+            await self._refresher.stop()
+        for task in (self._health_task, self._watch_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await self.status.close()
         await self.dns.close()
+        # After the listeners: no event may arrive once the final flush has started.
+        if self.audit is not None:
+            await self.audit.close()
 
     async def _check_health(self, interval: float) -> None:
         """Probe every upstream now and then, so /readyz and upstream_up reflect idle times too."""
@@ -75,3 +121,94 @@ class Service:
             for group in self.resolver.groups:
                 await group.probe()
             await asyncio.sleep(interval)
+
+    def _url_sources(self) -> list[ListSource]:
+        """The current config's URL lists (read again each round: a reload may change them)."""
+        resolver = HostResolver.from_config(self.config)
+        return [s for s in list_sources(self.config.lists, Path.cwd(), resolver) if s.is_url]
+
+    def _reload_soon(self, reason: str) -> None:
+        task = asyncio.get_running_loop().create_task(self.reload(reason))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def reload(self, reason: str) -> bool:
+        """Read config and lists again off the event loop; swap them in only if all are good.
+
+        Queries keep flowing meanwhile on the old policy; a failed reload leaves it in force.
+        """
+        if self.loader is None:
+            return False
+        loader = self.loader
+        async with self._reload_lock:
+            started = time.monotonic()
+            try:
+                config, lists = await asyncio.to_thread(loader)
+                policy = await asyncio.to_thread(build_policy, config, lists)
+            except (ConfigError, ListError) as exc:
+                for problem in exc.problems:
+                    log.error("reload (%s) failed, keeping the lists in use: %s", reason, problem)
+                self._count_failures(exc.problems)
+                return False
+            for section in _RESTART_SECTIONS:
+                if getattr(config, section) != getattr(self.config, section):
+                    log.warning("reload (%s): %s changed; restart to apply it", reason, section)
+            self.resolver.swap_policy(policy)
+            self.config = config
+            self.metrics.lists.lists.clear()
+            self.metrics.lists_loaded((b.name, len(b.domains)) for b in lists)
+            self.reloads += 1
+            log.info(
+                "reloaded (%s): %d lists, %d entries in %.2fs",
+                reason,
+                len(lists),
+                sum(len(b.domains) for b in lists),
+                time.monotonic() - started,
+            )
+            return True
+
+    def _count_failures(self, problems: Sequence[str]) -> None:
+        """A failure counts against each list whose file a problem names, else against all."""
+        named = {
+            item.name
+            for item in self.config.lists
+            if item.file and any(problem.startswith(_list_path(item.file)) for problem in problems)
+        }
+        for name in named or {item.name for item in self.config.lists}:
+            self.metrics.list_reload_failed(name)
+
+    def watched_files(self) -> list[Path]:
+        files = [
+            Path(item.file)
+            for item in self.config.lists
+            if item.file and not item.file.startswith("shipped:")
+        ]
+        if self.config.source != DEFAULT_CONFIG_NAME:
+            files.append(Path(self.config.source))
+        return files
+
+    async def _watch(self, interval: float) -> None:
+        """Reload when the config file or a local list file changes (mtime, size or inode)."""
+        seen = _stat_all(self.watched_files())
+        while True:
+            await asyncio.sleep(interval)
+            now = _stat_all(self.watched_files())
+            if now != seen:
+                await self.reload("file changed")
+                seen = _stat_all(self.watched_files())
+
+
+def _stat_all(paths: Sequence[Path]) -> dict[Path, tuple[int, int, int] | None]:
+    stats: dict[Path, tuple[int, int, int] | None] = {}
+    for path in paths:
+        try:
+            st = path.stat()
+        except OSError:
+            stats[path] = None
+        else:
+            stats[path] = (st.st_mtime_ns, st.st_size, st.st_ino)
+    return stats
+
+
+def _list_path(file: str) -> str:
+    return str(resolve_list_path(file, Path.cwd()))

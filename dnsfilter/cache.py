@@ -14,9 +14,12 @@ from __future__ import annotations
 
 import struct
 from collections import OrderedDict
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from dnsfilter.wire import QType, Rcode, ResponseScan, soa_minimum
+
+if TYPE_CHECKING:
+    from dnsfilter.policy import Inspection
 
 _HEADER = struct.Struct("!HHHHHH")
 _U32 = struct.Struct("!I")
@@ -44,6 +47,7 @@ class CacheEntry:
         "body",
         "expires_at",
         "flags",
+        "inspection",
         "nscount",
         "stored_at",
         "ttl_offsets",
@@ -69,6 +73,9 @@ class CacheEntry:
         self.expires_at = stored_at + lifetime
         self._rendered_age: int | None = None
         self._rendered = body
+        #: What the policy found in the answer (CNAME targets, addresses), set on fill, so
+        #: a hit is checked against the asking client's policy with two ANDs.
+        self.inspection: Inspection | None = None
 
     def body_at(self, now: float) -> bytes:
         """The body with every TTL counted down by the entry's age in whole seconds."""

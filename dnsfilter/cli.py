@@ -12,11 +12,15 @@ from typing import TYPE_CHECKING, Any
 
 from dnsfilter import __version__
 from dnsfilter.app import Service
-from dnsfilter.config import Config, default_config_text, load_config, with_overrides
+from dnsfilter.config import Config, default_config_text, with_overrides
+from dnsfilter.egress.cli import register as register_egress
 from dnsfilter.errors import ConfigError, ListError
-from dnsfilter.lists import load_lists
+from dnsfilter.lists import FORMATS
+from dnsfilter.lists.commands import register as register_lists
 from dnsfilter.lists.model import BlockList
+from dnsfilter.loading import load_configured
 from dnsfilter.metrics import Metrics
+from dnsfilter.report import register as register_report
 from dnsfilter.server import ListenError
 
 log = logging.getLogger("dnsfilter")
@@ -64,10 +68,12 @@ def _parser() -> argparse.ArgumentParser:
         choices=("debug", "info", "warning", "error"),
         help="log verbosity (default: the config's log_level)",
     )
+    _add_list_flag(serve)
     serve.set_defaults(command=cmd_serve)
 
     check = commands.add_parser("check-config", help="validate a config and its lists")
     check.add_argument("config", type=Path, nargs="?", help="YAML config (default: embedded)")
+    _add_list_flag(check)
     check.set_defaults(command=cmd_check_config)
 
     show = commands.add_parser("show-default-config", help="print the embedded config")
@@ -83,14 +89,21 @@ def _parser() -> argparse.ArgumentParser:
 if TYPE_CHECKING:
     Subcommands = argparse._SubParsersAction[argparse.ArgumentParser]
 #: register(subcommands) functions of the feature modules, in help order.
-FEATURE_COMMANDS: list[Callable[[Subcommands], None]] = []
+FEATURE_COMMANDS: list[Callable[[Subcommands], None]] = [
+    register_egress,
+    register_report,
+    register_lists,
+]
 
 
-def _load(config_path: Path | None) -> tuple[Config, list[BlockList]]:
-    config = load_config(config_path)
-    base = config_path.resolve().parent if config_path else Path.cwd()
-    lists = load_lists(((item.name, item.file) for item in config.lists), base)
-    return config, lists
+def _add_list_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--list",
+        action="append",
+        metavar="[FORMAT:]FILE_OR_URL",
+        help=f"add a list for every network (repeatable; FORMAT: {', '.join(FORMATS)}; "
+        "detected when not given)",
+    )
 
 
 def _report(problems: Sequence[str]) -> None:
@@ -100,10 +113,13 @@ def _report(problems: Sequence[str]) -> None:
 
 def cmd_check_config(args: argparse.Namespace) -> int:
     try:
-        config, lists = _load(args.config)
+        config, lists = load_configured(
+            args.config, lambda config: with_overrides(config, lists=args.list)
+        )
     except (ConfigError, ListError) as exc:
         _report(exc.problems)
         return EXIT_INVALID
+    _report([warning for b in lists for warning in b.warnings])
     entries = sum(len(b.domains) for b in lists)
     print(
         f"{config.source}: OK ({len(config.networks)} networks, {len(config.policies)} policies, "
@@ -119,17 +135,28 @@ def cmd_show_default_config(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    def overrides(config: Config) -> Config:
+        return with_overrides(
+            config, args.listen, args.upstream, args.log_level, args.metrics_listen, args.list
+        )
+
+    def load() -> tuple[Config, list[BlockList]]:
+        config, lists = load_configured(args.config, overrides)
+        for blocklist in lists:
+            for warning in blocklist.warnings:
+                log.warning("list %s: %s", blocklist.name, warning)
+        return config, lists
+
+    # Set up before the lists load, which may log downloads and skipped lines.
+    logging.basicConfig(
+        level=(args.log_level or "info").upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
     try:
-        config, lists = _load(args.config)
-        config = with_overrides(
-            config, args.listen, args.upstream, args.log_level, args.metrics_listen
-        )
-        logging.basicConfig(
-            level=config.log_level.upper(),
-            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-            stream=sys.stderr,
-        )
-        service = Service(config, lists, Metrics())
+        config, lists = load()
+        logging.getLogger().setLevel(config.log_level.upper())
+        service = Service(config, lists, Metrics(), loader=load)
     except (ConfigError, ListError) as exc:
         _report(exc.problems)
         return EXIT_INVALID

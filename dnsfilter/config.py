@@ -7,14 +7,18 @@ error path such as ``upstream.servers[1].timeout`` reads the same in the file an
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import TypeVar
+from urllib.parse import urlsplit
 
 from dnsfilter.blocking import BlockMode
 from dnsfilter.errors import ConfigError
+from dnsfilter.lists.formats import FORMATS
+from dnsfilter.lists.sources import DEFAULT_REFRESH, MIN_REFRESH, is_url
 from dnsfilter.lists.yamlformat import read_mode
 from dnsfilter.names import InvalidName, normalize_domain
 from dnsfilter.yamltree import (
@@ -96,8 +100,13 @@ class NetworkConfig:
 @dataclass(frozen=True, slots=True)
 class ListConfig:
     name: str
-    file: str  #: absolute path, or shipped:NAME.yaml
+    file: str = ""  #: absolute path, or shipped:NAME.yaml; "" for a url list
     line: int = 0
+    url: str = ""  #: http(s) URL the list is downloaded from; "" for a file list
+    format: str | None = None  #: one of lists.FORMATS; None: detected from name and content
+    refresh: int = DEFAULT_REFRESH  #: url lists: seconds between downloads
+    cache_dir: str = ""  #: url lists: where the last good copy is kept; "" = the default
+    ca_file: str = ""  #: https lists: CA certificates to verify with; "" = the system's
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +118,14 @@ class PolicyConfig:
     ttl: int = 60
     sinkhole_ipv4: ipaddress.IPv4Address | None = None
     sinkhole_ipv6: ipaddress.IPv6Address | None = None
+    cname_inspection: bool = True  #: block answers whose CNAME chain enters a blocked name
+    response_ip_blocking: bool = True  #: block answers with addresses in a list's networks
+
+
+@dataclass(frozen=True, slots=True)
+class ReloadConfig:
+    watch_files: bool = True  #: reload when the config or a local list file changes
+    watch_interval: float = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +153,38 @@ class CacheConfig:
     negative_max_ttl: int = 3600
 
 
+#: audit.pseudonymize values: store client addresses as they are, keyed-hashed, or truncated.
+PSEUDONYMIZE_MODES = ("none", "hash", "truncate")
+
+
+def default_audit_path() -> str:
+    """systemd's StateDirectory= when set, else the XDG state directory of the user."""
+    state = os.environ.get("STATE_DIRECTORY", "").split(":")[0]
+    if state:
+        return str(Path(state) / "audit.sqlite3")
+    xdg = os.environ.get("XDG_STATE_HOME", "")
+    base = Path(xdg) if xdg else Path.home() / ".local" / "state"
+    return str(base / "dnsfilter" / "audit.sqlite3")
+
+
+@dataclass(frozen=True, slots=True)
+class AuditConfig:
+    """The audit log of blocked (and optionally allowed) queries: dnsfilter.querylog."""
+
+    enabled: bool = True
+    sqlite_path: str | None = field(default_factory=default_audit_path)  #: None: no SQLite
+    jsonl_path: str | None = None  #: "-" is stdout
+    log_allowed: bool = False
+    retention_days: int = 90  #: 0 keeps rows forever
+    max_size_mb: float = 512  #: 0 means no size cap
+    pseudonymize: str = "none"  #: one of PSEUDONYMIZE_MODES
+    hash_key_file: str | None = None
+    truncate_ipv4: int = 24
+    truncate_ipv6: int = 48
+    flush_interval: float = 1.0
+    buffer_size: int = 65536
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
     source: str = DEFAULT_CONFIG_NAME
@@ -148,7 +197,9 @@ class Config:
     policies: tuple[PolicyConfig, ...] = ()
     cache: CacheConfig = field(default_factory=CacheConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    reload: ReloadConfig = field(default_factory=ReloadConfig)
     egress: EgressConfig = field(default_factory=EgressConfig)
+    audit: AuditConfig = field(default_factory=AuditConfig)
     log_level: str = "info"
 
 
@@ -164,6 +215,8 @@ _TOP_KEYS = frozenset(
         "cache",
         "metrics",
         "egress",
+        "reload",
+        "audit",
         "log_level",
     }
 )
@@ -176,9 +229,38 @@ _UPSTREAM_KEYS = frozenset(
 _METRICS_KEYS = frozenset({"enabled", "listen"})
 _EGRESS_KEYS = frozenset({"approved_resolvers", "lists", "drop_doh"})
 _SERVER_ENTRY_KEYS = frozenset({"address", "port", "timeout"})
-_LIST_KEYS = frozenset({"file"})
-_POLICY_KEYS = frozenset({"networks", "lists", "mode", "ttl", "sinkhole_ipv4", "sinkhole_ipv6"})
+_LIST_KEYS = frozenset({"file", "url", "format", "refresh", "cache_dir", "ca_file"})
+_URL_LIST_KEYS = ("refresh", "cache_dir", "ca_file")
+_POLICY_KEYS = frozenset(
+    {
+        "networks",
+        "lists",
+        "mode",
+        "ttl",
+        "sinkhole_ipv4",
+        "sinkhole_ipv6",
+        "cname_inspection",
+        "response_ip_blocking",
+    }
+)
+_RELOAD_KEYS = frozenset({"watch_files", "watch_interval"})
 _CACHE_KEYS = frozenset({"enabled", "max_entries", "min_ttl", "max_ttl", "negative_max_ttl"})
+_AUDIT_KEYS = frozenset(
+    {
+        "enabled",
+        "sqlite_path",
+        "jsonl_path",
+        "log_allowed",
+        "retention_days",
+        "max_size_mb",
+        "pseudonymize",
+        "hash_key_file",
+        "truncate_ipv4",
+        "truncate_ipv6",
+        "flush_interval",
+        "buffer_size",
+    }
+)
 
 
 def default_config_text() -> str:
@@ -217,7 +299,9 @@ def parse_config(text: str, filename: str, base: Path | None) -> Config:
         policies=_policies(r, r.mapping(get(top, "policies"), "policies")),
         cache=_cache(r, r.mapping(get(top, "cache"), "cache", _CACHE_KEYS)),
         metrics=_metrics(r, r.mapping(get(top, "metrics"), "metrics", _METRICS_KEYS)),
+        reload=_reload(r, r.mapping(get(top, "reload"), "reload", _RELOAD_KEYS)),
         egress=_egress(r, r.mapping(get(top, "egress"), "egress", _EGRESS_KEYS)),
+        audit=_audit(r, r.mapping(get(top, "audit"), "audit", _AUDIT_KEYS), base),
         log_level=_log_level(r, get(top, "log_level")),
     )
     _cross_check(r, config, top)
@@ -268,9 +352,16 @@ def with_overrides(
     upstreams: list[str] | None = None,
     log_level: str | None = None,
     metrics_listen: str | None = None,
+    lists: list[str] | None = None,
 ) -> Config:
-    """Apply command-line flags; each replaces its config value only when given."""
-    problems = []
+    """Apply command-line flags; each replaces its config value only when given.
+
+    lists (``--list [FORMAT:]FILE_OR_URL``) are added to the configured ones and to every
+    policy; relative paths are taken from the working directory.
+    """
+    problems: list[str] = []
+    if lists:
+        config = _with_lists(config, lists, problems)
     if metrics_listen:
         try:
             address = parse_host_port(metrics_listen, 9153)
@@ -298,6 +389,63 @@ def with_overrides(
     if problems:
         raise ConfigError(problems)
     return config
+
+
+def split_list_spec(spec: str) -> tuple[str | None, str]:
+    """``[FORMAT:]FILE_OR_URL`` as (format or None, location)."""
+    prefix, colon, rest = spec.partition(":")
+    if colon and prefix in FORMATS:
+        return prefix, rest
+    return None, spec
+
+
+def _with_lists(config: Config, specs: list[str], problems: list[str]) -> Config:
+    taken = {item.name for item in config.lists}
+    added = []
+    for spec in specs:
+        list_format, location = split_list_spec(spec)
+        if not location:
+            problems.append(f"--list: nothing after the format in {spec!r}")
+            continue
+        name = _unique_name(_list_stem(location), taken)
+        taken.add(name)
+        if is_url(location):
+            problem = _url_problem(location)
+            if problem:
+                problems.append(f"--list: {problem}")
+                continue
+            added.append(ListConfig(name, url=location, format=list_format))
+        else:
+            file = location
+            if not file.startswith("shipped:"):
+                file = _local_path(file, Path.cwd())
+            added.append(ListConfig(name, file, format=list_format))
+    names = tuple(item.name for item in added)
+    return replace(
+        config,
+        lists=config.lists + tuple(added),
+        policies=tuple(replace(p, lists=p.lists + names) for p in config.policies),
+    )
+
+
+def _list_stem(location: str) -> str:
+    """A list name from a file or URL: its last path segment without the extension."""
+    if is_url(location):
+        parts = urlsplit(location)
+        stem = Path(parts.path).stem or (parts.hostname or "")
+    else:
+        stem = Path(location.removeprefix("shipped:")).stem
+    cleaned = re.sub(r"[^A-Za-z0-9_.-]+", "-", stem).strip("-._")
+    return cleaned or "list"
+
+
+def _unique_name(name: str, taken: set[str]) -> str:
+    if name not in taken:
+        return name
+    number = 2
+    while f"{name}-{number}" in taken:
+        number += 1
+    return f"{name}-{number}"
 
 
 def read_resolv_conf(path: str) -> tuple[HostPort, ...]:
@@ -470,18 +618,71 @@ def _lists(r: Reader, node: Mapping | None, base: Path | None) -> tuple[ListConf
         entry = r.mapping(child, path, _LIST_KEYS)
         if entry is None:
             if child is None:
-                r.problem(line, path, "needs a mapping with 'file'")
+                r.problem(line, path, "needs a mapping with 'file' or 'url'")
             continue
         file = r.string(get(entry, "file"), path + ".file")
-        if "file" not in entry.items:
-            r.problem(entry.line, path, "missing required key 'file'")
+        url = r.string(get(entry, "url"), path + ".url")
+        if ("file" in entry.items) == ("url" in entry.items):
+            r.problem(entry.line, path, "needs exactly one of 'file' and 'url'")
+        list_format = r.string(get(entry, "format"), path + ".format")
+        if list_format is not None and list_format not in FORMATS:
+            known = ", ".join(FORMATS)
+            r.problem(_key_line(entry, "format"), path + ".format", f"must be one of {known}")
+            list_format = None
+        refresh = r.integer(get(entry, "refresh"), path + ".refresh", MIN_REFRESH, 31_536_000)
+        cache_dir = r.string(get(entry, "cache_dir"), path + ".cache_dir") or ""
+        ca_file = r.string(get(entry, "ca_file"), path + ".ca_file") or ""
+        if "file" in entry.items:
+            for key in _URL_LIST_KEYS:
+                if key in entry.items:
+                    r.problem(_key_line(entry, key), f"{path}.{key}", "applies to url lists only")
+        if url is not None:
+            problem = _url_problem(url)
+            if problem:
+                r.problem(_key_line(entry, "url"), path + ".url", problem)
+                continue
+            if ca_file and not url.startswith("https:"):
+                r.problem(_key_line(entry, "ca_file"), path + ".ca_file", "needs an https URL")
+            lists.append(
+                ListConfig(
+                    name,
+                    line=entry.line,
+                    url=url,
+                    format=list_format,
+                    refresh=_or(refresh, DEFAULT_REFRESH),
+                    cache_dir=_local_path(cache_dir, base) if cache_dir else "",
+                    ca_file=_local_path(ca_file, base) if ca_file else "",
+                )
+            )
+            continue
         if file is None:
             continue
         if not file.startswith("shipped:") and base is not None:
-            resolved = Path(file).expanduser()
-            file = str(resolved if resolved.is_absolute() else base / resolved)
-        lists.append(ListConfig(name, file, entry.line))
+            file = _local_path(file, base)
+        lists.append(ListConfig(name, file, entry.line, format=list_format))
     return tuple(lists)
+
+
+def _key_line(mapping: Mapping, key: str) -> int:
+    return mapping.items[key][0] if key in mapping.items else mapping.line
+
+
+def _local_path(text: str, base: Path | None) -> str:
+    """A path from the config, relative to the config's directory (kept as written without)."""
+    path = Path(text).expanduser()
+    return str(path if path.is_absolute() or base is None else base / path)
+
+
+def _url_problem(url: str) -> str | None:
+    """Why url cannot be a list's URL, or None."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 -- parsing the port is what raises
+    except ValueError as exc:
+        return f"{exc} in {url!r}"
+    if not is_url(url) or not parts.hostname:
+        return f"expected an http:// or https:// URL with a host (got {url!r})"
+    return None
 
 
 def _allowlist(r: Reader, node: Node | None) -> tuple[str, ...]:
@@ -524,9 +725,27 @@ def _policies(r: Reader, node: Mapping | None) -> tuple[PolicyConfig, ...]:
                 ttl=_or(r.integer(get(entry, "ttl"), path + ".ttl", 0, 604800), 60),
                 sinkhole_ipv4=ipv4 if isinstance(ipv4, ipaddress.IPv4Address) else None,
                 sinkhole_ipv6=ipv6 if isinstance(ipv6, ipaddress.IPv6Address) else None,
+                cname_inspection=_or(
+                    r.boolean(get(entry, "cname_inspection"), path + ".cname_inspection"), True
+                ),
+                response_ip_blocking=_or(
+                    r.boolean(get(entry, "response_ip_blocking"), path + ".response_ip_blocking"),
+                    True,
+                ),
             )
         )
     return tuple(policies)
+
+
+def _reload(r: Reader, node: Mapping | None) -> ReloadConfig:
+    default = ReloadConfig()
+    return ReloadConfig(
+        watch_files=_or(r.boolean(get(node, "watch_files"), "reload.watch_files"), True),
+        watch_interval=_or(
+            r.number(get(node, "watch_interval"), "reload.watch_interval", 0, 3600),
+            default.watch_interval,
+        ),
+    )
 
 
 def _address(r: Reader, node: Node | None, path: str, version: int) -> IPAddress | None:
@@ -585,6 +804,79 @@ def _egress(r: Reader, node: Mapping | None) -> EgressConfig:
         lists=lists,
         drop_doh=_or(r.boolean(get(node, "drop_doh"), "egress.drop_doh"), False),
     )
+
+
+def _audit(r: Reader, node: Mapping | None, base: Path | None) -> AuditConfig:
+    default = AuditConfig()
+    mode = _or(r.string(get(node, "pseudonymize"), "audit.pseudonymize"), default.pseudonymize)
+    if mode not in PSEUDONYMIZE_MODES:
+        modes = ", ".join(PSEUDONYMIZE_MODES)
+        line = node.items["pseudonymize"][0] if node else 0
+        r.problem(line, "audit.pseudonymize", f"must be one of {modes} (got {mode!r})")
+        mode = default.pseudonymize
+    config = AuditConfig(
+        enabled=_or(r.boolean(get(node, "enabled"), "audit.enabled"), default.enabled),
+        sqlite_path=_audit_path(r, node, "sqlite_path", base, default.sqlite_path),
+        jsonl_path=_audit_path(r, node, "jsonl_path", base, None),
+        log_allowed=_or(r.boolean(get(node, "log_allowed"), "audit.log_allowed"), False),
+        retention_days=_or(
+            r.integer(get(node, "retention_days"), "audit.retention_days", 0, 36500),
+            default.retention_days,
+        ),
+        max_size_mb=_or(
+            r.number(get(node, "max_size_mb"), "audit.max_size_mb", high=1e6, at_least=0),
+            default.max_size_mb,
+        ),
+        pseudonymize=mode,
+        hash_key_file=_audit_path(r, node, "hash_key_file", base, None),
+        truncate_ipv4=_or(
+            r.integer(get(node, "truncate_ipv4"), "audit.truncate_ipv4", 0, 32),
+            default.truncate_ipv4,
+        ),
+        truncate_ipv6=_or(
+            r.integer(get(node, "truncate_ipv6"), "audit.truncate_ipv6", 0, 128),
+            default.truncate_ipv6,
+        ),
+        flush_interval=_or(
+            r.number(get(node, "flush_interval"), "audit.flush_interval", 0, 3600),
+            default.flush_interval,
+        ),
+        buffer_size=_or(
+            r.integer(get(node, "buffer_size"), "audit.buffer_size", 1, 10_000_000),
+            default.buffer_size,
+        ),
+    )
+    if node is not None and config.pseudonymize == "hash" and config.hash_key_file is None:
+        r.problem(node.line, "audit", "pseudonymize hash needs hash_key_file")
+    no_writer = config.sqlite_path is None and config.jsonl_path is None
+    if node is not None and config.enabled and no_writer:
+        r.problem(
+            node.line,
+            "audit",
+            "sqlite_path and jsonl_path are both null; write enabled: false to keep no audit log",
+        )
+    return config
+
+
+def _audit_path(
+    r: Reader, node: Mapping | None, key: str, base: Path | None, default: str | None
+) -> str | None:
+    """A file path relative to the config file (as list paths are); null means none."""
+    child = get(node, key)
+    if child is None:
+        return default
+    if isinstance(child, Scalar) and child.value is None and not child.quoted and not child.error:
+        return None
+    text = r.string(child, f"audit.{key}")
+    if text is None:
+        return default
+    if not text:
+        r.problem(child.line, f"audit.{key}", "expected a path (got an empty string)")
+        return default
+    if text == "-" and key == "jsonl_path":
+        return text
+    path = Path(text).expanduser()
+    return str(path if path.is_absolute() or base is None else base / path)
 
 
 def _log_level(r: Reader, node: Node | None) -> str:

@@ -138,6 +138,14 @@ class ListStats:
     reload_failures: Counter[str] = field(default_factory=Counter)
 
 
+@dataclass
+class AuditStats:
+    """Counters of the audit log (dnsfilter.querylog.AuditLog bumps them)."""
+
+    dropped: int = 0  #: events pushed out of a full buffer before they were written
+    write_failures: int = 0  #: batches (or prunes) a writer failed to store
+
+
 class CacheView(Protocol):
     """What the collector reads of the cache (AnswerCache is one)."""
 
@@ -158,12 +166,14 @@ class DnsFilterCollector(Collector):
         lists: ListStats,
         cache: Callable[[], CacheView | None],
         clock: Callable[[], float] = time.time,
+        audit: AuditStats | None = None,
     ) -> None:
         self.queries = queries
         self.upstreams = upstreams
         self.lists = lists
         self.cache = cache
         self.clock = clock
+        self.audit = audit if audit is not None else AuditStats()
 
     def collect(self) -> Iterator[Metric]:
         # Copies first: dict() of a dict is one C call, safe against a concurrent writer.
@@ -268,6 +278,19 @@ class DnsFilterCollector(Collector):
         tcp.add_metric((), self.queries.tcp_rejected)
         yield tcp
 
+        dropped = CounterMetricFamily(
+            "dnsfilter_audit_events_dropped",
+            "Audit events lost because the audit buffer was full (the oldest go first).",
+        )
+        dropped.add_metric((), self.audit.dropped)
+        write_failures = CounterMetricFamily(
+            "dnsfilter_audit_write_failures",
+            "Audit batches (or retention and size prunes) that a writer failed to store.",
+        )
+        write_failures.add_metric((), self.audit.write_failures)
+        yield dropped
+        yield write_failures
+
         build = InfoMetricFamily("dnsfilter_build", "The running dnsfilter version.")
         build.add_metric((), {"version": __version__})
         yield build
@@ -290,9 +313,12 @@ class Metrics:
         self.queries = QueryStats()
         self.upstreams = UpstreamStats()
         self.lists = ListStats()
+        self.audit = AuditStats()
         self._cache: CacheView | None = None
         self.registry.register(
-            DnsFilterCollector(self.queries, self.upstreams, self.lists, lambda: self._cache)
+            DnsFilterCollector(
+                self.queries, self.upstreams, self.lists, lambda: self._cache, audit=self.audit
+            )
         )
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)

@@ -10,12 +10,16 @@ import enum
 import ipaddress
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from dnsfilter.blocking import BlockAnswers, BlockMode
 from dnsfilter.config import RESERVED_NETWORK as NO_NETWORK
 from dnsfilter.config import Config, IPNetwork, PolicyConfig
+from dnsfilter.errors import FormatError
 from dnsfilter.lists.model import BlockList, Category
+from dnsfilter.wire import QType, ResponseScan, read_name
 
+_DNAME = 39
 #: Distinct client addresses remembered by the network lookup before it starts afresh.
 _CLIENT_MEMO_LIMIT = 65536
 
@@ -34,6 +38,8 @@ class Rule:
     policy: str
     mask: int  #: bits of the lists this policy enforces in the DomainTable
     answers: BlockAnswers
+    cname_mask: int = 0  #: lists whose names also block answers that CNAME into them
+    address_mask: int = 0  #: lists whose networks block answers with addresses inside them
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,34 +102,94 @@ class NetworkMap:
         return None
 
 
+@dataclass(frozen=True, slots=True)
+class ListMeta:
+    """What the query path keeps of a loaded list: its entries live in the DomainTable."""
+
+    name: str
+    category: Category
+    source: str
+
+
+class Inspection(NamedTuple):
+    cname_bits: int  #: lists that block a name the answer CNAMEs (or DNAMEs) into
+    address_bits: int  #: lists whose networks contain an address in the answer
+    triggers: dict[int, str]  #: per list index, the first name or address that hit it
+
+
+def _note(triggers: dict[int, str], bits: int, what: str) -> None:
+    while bits:
+        low = bits & -bits
+        triggers.setdefault(low.bit_length() - 1, what)
+        bits ^= low
+
+
+class AddressTable:
+    """The lists' `networks:` prefixes, as bitmasks of lists per prefix."""
+
+    def __init__(self, lists: Sequence[BlockList]) -> None:
+        by_length: dict[tuple[int, int], dict[int, int]] = {}
+        mask = 0
+        for index, blocklist in enumerate(lists):
+            for entry in blocklist.networks:
+                prefix = entry.prefix
+                table = by_length.setdefault((prefix.version, prefix.prefixlen), {})
+                key = int(prefix.network_address)
+                table[key] = table.get(key, 0) | (1 << index)
+                mask |= 1 << index
+        self.lists_mask = mask
+        self._by_size: dict[int, list[tuple[int, dict[int, int]]]] = {4: [], 16: []}
+        for (version, length), table in by_length.items():
+            bits = 32 if version == 4 else 128
+            self._by_size[4 if version == 4 else 16].append((bits - length, table))
+
+    def __bool__(self) -> bool:
+        return self.lists_mask != 0
+
+    def bits(self, packed: bytes) -> int:
+        """The lists whose networks contain this packed IPv4 or IPv6 address."""
+        value = int.from_bytes(packed, "big")
+        found = 0
+        for shift, table in self._by_size[len(packed)]:
+            found |= table.get((value >> shift) << shift, 0)
+        return found
+
+
 class DomainTable:
     """Every list's entries, exceptions and the allowlist in one dict of bitmasks.
 
     Bit i marks an entry of list i, bit n+i an exception of list i (n lists), bit 2n the
     allowlist. One walk over a name's suffixes answers for any combination of lists.
+    Keys are the names' hashes, not the names: a 64-bit int costs far less memory than a
+    str, and the process-random str hash makes a collision both negligible and unforced.
+    The lists' entries themselves are not kept.
     """
 
     def __init__(self, lists: Sequence[BlockList], allowlist: Iterable[str] = ()) -> None:
-        self.lists = tuple(lists)
+        self.lists = tuple(ListMeta(b.name, b.category, b.source) for b in lists)
         count = len(self.lists)
         self._count = count
-        self._all_lists = (1 << count) - 1
         self._allow_bit = 1 << (2 * count)
-        table: dict[str, int] = {}
+        self._exception_bits = ((1 << count) - 1) << count
+        table: dict[int, int] = {}
         overrides: dict[tuple[int, str], BlockMode] = {}
-        for index, blocklist in enumerate(self.lists):
+        for index, blocklist in enumerate(lists):
             bit = 1 << index
             for entry in blocklist.domains:
-                table[entry.domain] = table.get(entry.domain, 0) | bit
+                key = hash(entry.domain)
+                table[key] = table.get(key, 0) | bit
                 if entry.mode is not None:
                     overrides[(index, entry.domain)] = entry.mode
+            exception_bit = bit << count
             for entry in blocklist.exceptions:
-                table[entry.domain] = table.get(entry.domain, 0) | (bit << count)
+                key = hash(entry.domain)
+                table[key] = table.get(key, 0) | exception_bit
         for name in allowlist:
-            table[name] = table.get(name, 0) | self._allow_bit
+            key = hash(name)
+            table[key] = table.get(key, 0) | self._allow_bit
         self._table = table
         self._overrides = overrides
-        self._index = {blocklist.name: index for index, blocklist in enumerate(self.lists)}
+        self._index = {meta.name: index for index, meta in enumerate(self.lists)}
 
     def __len__(self) -> int:
         return len(self._table)
@@ -138,26 +204,52 @@ class DomainTable:
     def match(self, qname: str, mask: int) -> tuple[int, str] | None:
         """(list index, matching entry) of the most specific block, or None if allowed."""
         get = self._table.get
-        hits: list[tuple[str, int]] = []
+        hits: list[tuple[str, int]] | None = None
         excepted = 0
         name = qname
         while True:
-            bits = get(name)
+            bits = get(hash(name))
             if bits is not None:
                 if bits & self._allow_bit:
                     return None
-                excepted |= bits >> self._count
+                excepted |= bits & self._exception_bits
                 if bits & mask:
+                    if hits is None:
+                        hits = []
                     hits.append((name, bits & mask))
             dot = name.find(".")
             if dot < 0:
                 break
             name = name[dot + 1 :]
+        if hits is None:
+            return None
+        excepted >>= self._count
         for entry, bits in hits:
             bits &= ~excepted
             if bits:
                 return (bits & -bits).bit_length() - 1, entry
         return None
+
+    def blocking_bits(self, qname: str) -> int:
+        """Every list that blocks qname (after exceptions); 0 when the allowlist covers it."""
+        get = self._table.get
+        blocked = excepted = 0
+        name = qname
+        while True:
+            bits = get(hash(name))
+            if bits is not None:
+                if bits & self._allow_bit:
+                    return 0
+                blocked |= bits
+                excepted |= bits & self._exception_bits
+            dot = name.find(".")
+            if dot < 0:
+                break
+            name = name[dot + 1 :]
+        return blocked & ~(excepted >> self._count) & ((1 << self._count) - 1)
+
+    def __bool__(self) -> bool:
+        return bool(self._table)
 
     def override(self, index: int, entry: str) -> BlockMode | None:
         return self._overrides.get((index, entry))
@@ -166,11 +258,57 @@ class DomainTable:
 class Policy:
     """Decides ALLOW, BLOCK or REFUSE for a client address and a query name."""
 
-    def __init__(self, networks: NetworkMap, table: DomainTable, rules: dict[str, Rule]) -> None:
+    def __init__(
+        self,
+        networks: NetworkMap,
+        table: DomainTable,
+        rules: dict[str, Rule],
+        addresses: AddressTable | None = None,
+    ) -> None:
         self.networks = networks
         self.table = table
         self.rules = rules
+        self.addresses = addresses if addresses is not None else AddressTable(())
+        #: Whether any rule inspects answers at all (else the miss path skips it).
+        self.inspects = any(r.cname_mask or r.address_mask for r in rules.values())
         self._allow = {name: Verdict(Action.ALLOW, rule) for name, rule in rules.items()}
+
+    def blocked_answer(self, rule: Rule, inspection: Inspection) -> Verdict | None:
+        """The BLOCK verdict for an upstream answer this rule must not let through."""
+        bits = (inspection.cname_bits & rule.cname_mask) | (
+            inspection.address_bits & rule.address_mask
+        )
+        if not bits:
+            return None
+        index = (bits & -bits).bit_length() - 1
+        meta = self.table.lists[index]
+        trigger = inspection.triggers.get(index, "")
+        return Verdict(Action.BLOCK, rule, meta.name, meta.category, trigger)
+
+    def inspect(self, wire: bytes, scan: ResponseScan) -> Inspection:
+        """Which lists an answer's CNAME targets and addresses fall into, for any rule."""
+        cname_bits = address_bits = 0
+        triggers: dict[int, str] = {}
+        for ref in scan.records:
+            if ref.section != 1:
+                continue
+            if ref.rtype in (QType.CNAME, _DNAME) and self.table:
+                try:
+                    target = read_name(wire, ref.rdata_start)
+                except FormatError:
+                    continue
+                bits = self.table.blocking_bits(target)
+                cname_bits |= bits
+                _note(triggers, bits, target)
+            elif self.addresses and (
+                (ref.rtype == QType.A and ref.end - ref.rdata_start == 4)
+                or (ref.rtype == QType.AAAA and ref.end - ref.rdata_start == 16)
+            ):
+                packed = wire[ref.rdata_start : ref.end]
+                bits = self.addresses.bits(packed)
+                address_bits |= bits
+                _note(triggers, bits, str(ipaddress.ip_address(packed)) if bits else "")
+        return Inspection(cname_bits, address_bits, triggers)
 
     def decide(self, client_address: str, qname: str) -> Verdict:
         network = self.networks.lookup(client_address)
@@ -197,13 +335,16 @@ def build_policy(config: Config, lists: Sequence[BlockList]) -> Policy:
     """The Policy for a validated config and its loaded lists (in config order)."""
     table = DomainTable(lists, config.allowlist)
     networks = NetworkMap((n.name, n.prefixes) for n in config.networks)
+    addresses = AddressTable(lists)
     rules: dict[str, Rule] = {}
     for policy in config.policies:
         answers = _answers(policy)
         mask = table.mask(policy.lists)
+        cname_mask = mask if policy.cname_inspection else 0
+        address_mask = mask & addresses.lists_mask if policy.response_ip_blocking else 0
         for network in policy.networks:
-            rules[network] = Rule(network, policy.name, mask, answers)
-    return Policy(networks, table, rules)
+            rules[network] = Rule(network, policy.name, mask, answers, cname_mask, address_mask)
+    return Policy(networks, table, rules, addresses)
 
 
 def _answers(policy: PolicyConfig) -> BlockAnswers:

@@ -2,16 +2,82 @@
 
 The query path hands each event to an AuditSink's `record`, which must only append to
 memory: writing to disk happens off the hot path, in batches.
+
+AuditLog is the sink `dnsfilter serve` uses. `record` appends the event to a bounded deque
+(a full buffer drops its oldest event and counts it); a flusher task hands the buffer to one
+worker thread every `flush_interval` seconds, or as soon as it is half full. The worker
+pseudonymizes client addresses and gives the rows to each writer: SQLite (the store
+`dnsfilter report` reads) and JSON lines (for log shippers). SQLite therefore never runs on
+the event loop, and the buffer is touched only by the loop's thread, so it needs no lock.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import datetime
+import hashlib
+import hmac
+import ipaddress
+import json
+import logging
+import math
+import os
+import secrets
+import sqlite3
+import sys
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Protocol
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, NamedTuple, Protocol
+
+from dnsfilter.errors import ConfigError
+from dnsfilter.metrics import OTHER_QTYPE, QTYPE_LABELS, AuditStats
+
+if TYPE_CHECKING:
+    from dnsfilter.config import AuditConfig
+
+log = logging.getLogger(__name__)
+
+#: Hex digits kept of a keyed client hash: 64 bits, so distinct devices do not collide.
+HASH_HEX_DIGITS = 16
+#: Seconds between retention prunes (the size cap is checked after every batch).
+MAINTENANCE_INTERVAL = 60.0
+#: A size prune deletes down to this fraction of the cap, so it does not run on every batch.
+SIZE_PRUNE_TARGET = 0.9
+#: The SQLite schema version (PRAGMA user_version) this module writes and reads.
+SCHEMA_VERSION = 1
+_WAL_LIMIT = 4 * 1024 * 1024
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY,
+    time REAL NOT NULL,
+    client TEXT NOT NULL,
+    network TEXT NOT NULL,
+    qname TEXT NOT NULL,
+    qtype INTEGER NOT NULL,
+    result TEXT NOT NULL,
+    list TEXT NOT NULL,
+    category TEXT NOT NULL,
+    action TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_time ON events (time);
+CREATE INDEX IF NOT EXISTS events_list_network ON events (list, network);
+"""
+_INSERT = (
+    "INSERT INTO events (time, client, network, qname, qtype, result, list, category, action)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
 
 
-@dataclass(frozen=True, slots=True)
-class AuditEvent:
+class AuditEvent(NamedTuple):
+    """One audited query. A NamedTuple: built on the hot path for every blocked query, and
+    a tuple is immutable at a third of a frozen dataclass's construction cost."""
+
     time: float  #: Unix time
     client: str  #: the client's address (pseudonymized by the sink if configured)
     network: str
@@ -28,3 +94,543 @@ class AuditSink(Protocol):
     log_allowed: bool
 
     def record(self, event: AuditEvent) -> None: ...
+
+
+#: An event as writers receive it: AuditEvent's fields in order, client already pseudonymized.
+Row = tuple[float, str, str, str, int, str, str, str, str]
+
+
+class AuditWriter(Protocol):
+    """One destination of audit rows; called only from the audit worker thread."""
+
+    name: str
+
+    def write(self, rows: Sequence[Row]) -> None: ...
+
+    def maintain(self, now: float) -> None:
+        """Periodic upkeep (retention); now is Unix time."""
+
+    def close(self) -> None: ...
+
+
+# ---------------------------------------------------------------------------------------
+# Pseudonymization
+
+
+class Pseudonymizer:
+    """Maps a client address to what is stored: itself, a keyed hash or its network prefix."""
+
+    #: Distinct addresses remembered; a busy resolver sees the same clients over and over.
+    CACHE_LIMIT = 65536
+
+    def __init__(self, convert: Callable[[str], str] | None = None) -> None:
+        self._convert = convert
+        self._cache: dict[str, str] = {}
+
+    @classmethod
+    def keyed_hash(cls, key: bytes) -> Pseudonymizer:
+        if not key:
+            raise ValueError("the hash key is empty")
+
+        def convert(address: str) -> str:
+            # The canonical text, so "::1" and "0::1" get the same pseudonym.
+            with contextlib.suppress(ValueError):
+                address = str(ipaddress.ip_address(address))
+            digest = hmac.new(key, address.encode(), hashlib.sha256).hexdigest()
+            return digest[:HASH_HEX_DIGITS]
+
+        return cls(convert)
+
+    @classmethod
+    def truncate(cls, ipv4_prefix: int = 24, ipv6_prefix: int = 48) -> Pseudonymizer:
+        def convert(address: str) -> str:
+            try:
+                ip = ipaddress.ip_address(address)
+            except ValueError:
+                return "?"  # never store what could not be reduced
+            if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+                ip = ip.ipv4_mapped
+            prefix = ipv4_prefix if ip.version == 4 else ipv6_prefix
+            return str(ipaddress.ip_network((ip, prefix), strict=False).network_address)
+
+        return cls(convert)
+
+    def __call__(self, address: str) -> str:
+        if self._convert is None:
+            return address
+        stored = self._cache.get(address)
+        if stored is None:
+            if len(self._cache) >= self.CACHE_LIMIT:
+                self._cache.clear()
+            stored = self._cache[address] = self._convert(address)
+        return stored
+
+
+def load_hash_key(path: Path) -> bytes:
+    """The HMAC key in path (its text, surrounding whitespace stripped); created if missing."""
+    try:
+        key = path.read_bytes().strip()
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        key = secrets.token_hex(32).encode()
+        # O_EXCL: two instances starting at once must not end up with different keys.
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            return load_hash_key(path)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(key + b"\n")
+        log.warning("audit: created a new client hash key in %s; keep it to keep pseudonyms", path)
+        return key
+    if len(key) < 16:
+        raise ValueError(f"{path}: the hash key must be at least 16 bytes (got {len(key)})")
+    return key
+
+
+# ---------------------------------------------------------------------------------------
+# Writers
+
+
+class SqliteWriter:
+    """The embedded store: one WAL-mode table, pruned by age and by size."""
+
+    def __init__(self, path: Path, retention_days: float = 90, max_bytes: int = 0) -> None:
+        self.path = path
+        self.name = f"sqlite {path}"
+        self.retention = retention_days * 86400.0
+        self.max_bytes = max_bytes
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # One worker thread uses the connection after this thread opened it (for early errors).
+        self.db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        try:
+            self.db.execute("PRAGMA busy_timeout = 5000")
+            # Only takes effect on a new file, before the table exists: lets prunes shrink it.
+            self.db.execute("PRAGMA auto_vacuum = INCREMENTAL")
+            self.db.execute("PRAGMA journal_mode = WAL")
+            # With WAL, NORMAL survives a crash of the process; a power cut may lose the last batch.
+            self.db.execute("PRAGMA synchronous = NORMAL")
+            # A big batch grows the write-ahead log; give the space back after checkpoints.
+            self.db.execute(f"PRAGMA journal_size_limit = {_WAL_LIMIT}")
+            version = self.db.execute("PRAGMA user_version").fetchone()[0]
+            if version not in (0, SCHEMA_VERSION):
+                raise sqlite3.DatabaseError(f"schema version {version}, expected {SCHEMA_VERSION}")
+            self.db.executescript(_SCHEMA)
+            self.db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        except sqlite3.Error:
+            self.db.close()
+            raise
+
+    def write(self, rows: Sequence[Row]) -> None:
+        if rows:
+            self._transaction(_INSERT, rows)
+        self.enforce_size()
+
+    def maintain(self, now: float) -> None:
+        if self.retention > 0:
+            cutoff = now - self.retention
+            if self._transaction("DELETE FROM events WHERE time < ?", [(cutoff,)]):
+                self._vacuum()
+        self.enforce_size()
+
+    def used_bytes(self) -> int:
+        """Bytes of pages in use: page_count * page_size less the free pages."""
+        pages = self.db.execute("PRAGMA page_count").fetchone()[0]
+        free = self.db.execute("PRAGMA freelist_count").fetchone()[0]
+        size: int = self.db.execute("PRAGMA page_size").fetchone()[0]
+        return int((pages - free) * size)
+
+    def enforce_size(self) -> None:
+        """Delete the oldest rows until the store is under SIZE_PRUNE_TARGET of max_bytes."""
+        if self.max_bytes <= 0:
+            return
+        used = self.used_bytes()
+        if used <= self.max_bytes:
+            return
+        target = self.max_bytes * SIZE_PRUNE_TARGET
+        # Rows are not all the same size and index pages free up unevenly: estimate, re-measure.
+        for _ in range(64):
+            low, high = self.db.execute("SELECT min(id), max(id) FROM events").fetchone()
+            if low is None:
+                break
+            share = 1.0 - target / used
+            count = max(1, math.ceil((high - low + 1) * share))
+            end = low + count
+            self._transaction("DELETE FROM events WHERE id < ?", [(end,)])
+            used = self.used_bytes()
+            if used <= target:
+                break
+        self._vacuum()
+
+    def _vacuum(self) -> None:
+        """Give freed pages back to the file system, so the file shrinks as well."""
+        # execute() steps a pragma once, and incremental_vacuum frees one page per step.
+        self.db.executescript("PRAGMA incremental_vacuum;")
+
+    def _transaction(self, sql: str, params: Sequence[Sequence[object]]) -> int:
+        """Run sql once per parameter tuple in one transaction; return the rows changed."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            changed = self.db.executemany(sql, params).rowcount
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+        return changed
+
+    def close(self) -> None:
+        self.db.close()
+
+
+class JsonlWriter:
+    """One JSON object per line, to a file (reopened when rotated away) or to stdout (-)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.name = "jsonl stdout" if path == "-" else f"jsonl {path}"
+        self._file: IO[str] | None = None
+        if path != "-":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            self._file = self._open()
+
+    def _open(self) -> IO[str]:
+        return open(self.path, "a", encoding="utf-8")
+
+    def _stream(self) -> IO[str]:
+        if self.path == "-":
+            return sys.stdout
+        # As logging.WatchedFileHandler: logrotate moved the file away, so start a new one.
+        try:
+            stat = os.stat(self.path)
+        except OSError:
+            stat = None
+        if self._file is not None:
+            own = os.fstat(self._file.fileno())
+            if stat is None or (stat.st_dev, stat.st_ino) != (own.st_dev, own.st_ino):
+                self._file.close()
+                self._file = None
+        if self._file is None:
+            self._file = self._open()
+        return self._file
+
+    def write(self, rows: Sequence[Row]) -> None:
+        if not rows:
+            return
+        text = "".join(format_json_line(row) + "\n" for row in rows)
+        stream = self._stream()
+        stream.write(text)
+        stream.flush()
+
+    def maintain(self, now: float) -> None:
+        del now  # shippers and logrotate own the file's lifetime
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+def format_json_line(row: Row) -> str:
+    when, client, network, qname, qtype, result, list_name, category, action = row
+    return json.dumps(
+        {
+            "time": format_time(when, "milliseconds"),
+            "client": client,
+            "network": network,
+            "qname": qname,
+            "qtype": qtype_name(qtype),
+            "result": result,
+            "list": list_name,
+            "category": category,
+            "action": action,
+        },
+        separators=(",", ":"),
+    )
+
+
+def format_time(when: float, timespec: str = "seconds") -> str:
+    """Unix time as ISO 8601 in UTC with a Z."""
+    moment = datetime.datetime.fromtimestamp(when, datetime.UTC)
+    return moment.isoformat(timespec=timespec).replace("+00:00", "Z")
+
+
+def qtype_name(qtype: int) -> str:
+    label = QTYPE_LABELS.get(qtype, OTHER_QTYPE)
+    return f"TYPE{qtype}" if label == OTHER_QTYPE else label  # RFC 3597 for the rest
+
+
+# ---------------------------------------------------------------------------------------
+# The sink
+
+
+class AuditLog:
+    """An AuditSink that buffers in memory and writes in batches from one worker thread."""
+
+    def __init__(
+        self,
+        writers: Sequence[AuditWriter],
+        pseudonymize: Pseudonymizer | None = None,
+        *,
+        stats: AuditStats | None = None,
+        log_allowed: bool = False,
+        buffer_size: int = 65536,
+        flush_interval: float = 1.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.writers = list(writers)
+        self.pseudonymize = pseudonymize if pseudonymize is not None else Pseudonymizer()
+        self.stats = stats if stats is not None else AuditStats()
+        self.log_allowed = log_allowed
+        self.buffer_size = buffer_size
+        self.flush_interval = flush_interval
+        self.clock = clock
+        self._buffer: deque[AuditEvent] = deque(maxlen=buffer_size)
+        # Half full: flush early, so a burst is written before it starts pushing events out.
+        # (record() compares the length before its append, hence the - 1.)
+        self._early = max(1, buffer_size // 2) - 1
+        self._wake = asyncio.Event()
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="dnsfilter-audit")
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        self._last_maintenance = -math.inf
+
+    def record(self, event: AuditEvent) -> None:
+        """Append to the buffer; runs on the event loop's thread, once per logged query."""
+        buffer = self._buffer
+        if len(buffer) >= self._early:
+            if len(buffer) >= self.buffer_size:
+                self.stats.dropped += 1  # append() below pushes the oldest out
+            self._wake.set()
+        buffer.append(event)
+
+    @property
+    def pending(self) -> int:
+        return len(self._buffer)
+
+    def start(self) -> None:
+        """Start the flusher on the running loop."""
+        self._task = asyncio.get_running_loop().create_task(self._flush_forever())
+
+    async def _flush_forever(self) -> None:
+        while not self._closing:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.flush_interval):
+                    await self._wake.wait()
+            self._wake.clear()
+            await self.flush()
+
+    async def flush(self) -> None:
+        """Write what is buffered now, in the worker thread."""
+        batch = self._take()
+        await asyncio.get_running_loop().run_in_executor(self._executor, self._write, batch)
+
+    def flush_now(self) -> None:
+        """Write what is buffered now, in this thread (tests, and closing without a loop)."""
+        self._executor.submit(self._write, self._take()).result()
+
+    async def close(self) -> None:
+        """Stop the flusher, write everything still buffered, close the writers."""
+        if self._task is not None:
+            # Not cancel(): a batch already taken from the buffer must reach the writers.
+            self._closing = True
+            self._wake.set()
+            try:
+                await self._task
+            except Exception:
+                log.exception("audit: the flusher failed")
+            self._task = None
+        await asyncio.get_running_loop().run_in_executor(
+            self._executor, self._write_and_close, self._take()
+        )
+        self._executor.shutdown(wait=True)
+
+    def close_now(self) -> None:
+        self._executor.submit(self._write_and_close, self._take()).result()
+        self._executor.shutdown(wait=True)
+
+    def _take(self) -> deque[AuditEvent]:
+        batch = self._buffer
+        self._buffer = deque(maxlen=self.buffer_size)
+        return batch
+
+    def _write(self, batch: Iterable[AuditEvent]) -> None:
+        pseudonym = self.pseudonymize
+        rows: list[Row] = [
+            (
+                e.time,
+                pseudonym(e.client),
+                e.network,
+                e.qname,
+                e.qtype,
+                e.result,
+                e.list_name,
+                e.category,
+                e.action,
+            )
+            for e in batch
+        ]
+        now = self.clock()
+        # abs(): a wall clock set back must not postpone pruning until it catches up.
+        maintain = abs(now - self._last_maintenance) >= MAINTENANCE_INTERVAL
+        if maintain:
+            self._last_maintenance = now
+        for writer in self.writers:
+            try:
+                writer.write(rows)
+            except Exception as exc:
+                self.stats.write_failures += 1
+                log.error("audit: writing %d events to %s failed: %s", len(rows), writer.name, exc)
+            if maintain:
+                try:
+                    writer.maintain(now)
+                except Exception as exc:
+                    self.stats.write_failures += 1
+                    log.error("audit: pruning %s failed: %s", writer.name, exc)
+
+    def _write_and_close(self, batch: Iterable[AuditEvent]) -> None:
+        self._write(batch)
+        for writer in self.writers:
+            try:
+                writer.close()
+            except Exception as exc:
+                log.error("audit: closing %s failed: %s", writer.name, exc)
+
+    def describe(self) -> str:
+        return ", ".join(writer.name for writer in self.writers)
+
+
+def build_audit_log(config: AuditConfig, stats: AuditStats | None = None) -> AuditLog | None:
+    """The sink the config asks for (None when audit.enabled is false); raise ConfigError
+    when a store cannot be opened, so `serve` refuses to start without its audit trail."""
+    if not config.enabled:
+        return None
+    problems = []
+    pseudonymize = Pseudonymizer()
+    if config.pseudonymize == "hash":
+        assert config.hash_key_file is not None  # the config loader demands one
+        try:
+            pseudonymize = Pseudonymizer.keyed_hash(load_hash_key(Path(config.hash_key_file)))
+        except (OSError, ValueError) as exc:
+            problems.append(f"audit.hash_key_file: {_reason(exc)}")
+    elif config.pseudonymize == "truncate":
+        pseudonymize = Pseudonymizer.truncate(config.truncate_ipv4, config.truncate_ipv6)
+    writers: list[AuditWriter] = []
+    if config.sqlite_path is not None:
+        try:
+            writers.append(
+                SqliteWriter(
+                    Path(config.sqlite_path),
+                    config.retention_days,
+                    int(config.max_size_mb * 1024 * 1024),
+                )
+            )
+        except (OSError, sqlite3.Error) as exc:
+            problems.append(f"audit.sqlite_path: cannot open {config.sqlite_path}: {_reason(exc)}")
+    if config.jsonl_path is not None:
+        try:
+            writers.append(JsonlWriter(config.jsonl_path))
+        except OSError as exc:
+            problems.append(f"audit.jsonl_path: cannot open {config.jsonl_path}: {_reason(exc)}")
+    if problems:
+        for writer in writers:
+            writer.close()
+        raise ConfigError(problems)
+    return AuditLog(
+        writers,
+        pseudonymize,
+        stats=stats,
+        log_allowed=config.log_allowed,
+        buffer_size=config.buffer_size,
+        flush_interval=config.flush_interval,
+    )
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, FileExistsError):  # mkdir of a parent that is a file
+        return f"{exc.filename} is not a directory"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror + (f": {exc.filename}" if exc.filename else "")
+    return str(exc)
+
+
+# ---------------------------------------------------------------------------------------
+# Reading the store back
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceAttempts:
+    """One client's blocked attempts at one list: a row of `dnsfilter report`."""
+
+    list_name: str
+    network: str
+    client: str
+    count: int
+    first_seen: float
+    last_seen: float
+    top_names: tuple[tuple[str, int], ...]  #: (qname, count), most frequent first
+
+
+class NotAnAuditStore(Exception):
+    """The file is not a dnsfilter audit database (or not one this version reads)."""
+
+
+def open_store(path: Path) -> sqlite3.Connection:
+    """Open an audit database read-only; raise FileNotFoundError or NotAnAuditStore."""
+    if not path.is_file():
+        raise FileNotFoundError(path)
+    db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    try:
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        has_table = db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'events'"
+        ).fetchone()
+    except sqlite3.DatabaseError as exc:
+        db.close()
+        raise NotAnAuditStore(f"{path}: {exc}") from None
+    if version != SCHEMA_VERSION or not has_table:
+        db.close()
+        raise NotAnAuditStore(f"{path}: not a dnsfilter audit database (schema {version})")
+    return db
+
+
+def blocked_devices(
+    db: sqlite3.Connection,
+    since: float | None = None,
+    list_name: str | None = None,
+    network: str | None = None,
+    top: int = 3,
+) -> list[DeviceAttempts]:
+    """Per list, the clients with blocked attempts: ordered by list, then count descending."""
+    where = ["result = 'blocked'"]
+    params: list[object] = []
+    if since is not None:
+        where.append("time >= ?")
+        params.append(since)
+    if list_name is not None:
+        where.append("list = ?")
+        params.append(list_name)
+    if network is not None:
+        where.append("network = ?")
+        params.append(network)
+    condition = " AND ".join(where)
+    devices = db.execute(
+        "SELECT list, network, client, count(*), min(time), max(time) FROM events"
+        f" WHERE {condition} GROUP BY list, network, client"
+        " ORDER BY list, count(*) DESC, network, client",
+        params,
+    ).fetchall()
+    names: dict[tuple[str, str, str], list[tuple[str, int]]] = {}
+    for list_, net, client, qname, count in db.execute(
+        "SELECT list, network, client, qname, n FROM ("
+        " SELECT list, network, client, qname, count(*) AS n, row_number() OVER ("
+        "  PARTITION BY list, network, client ORDER BY count(*) DESC, qname) AS rank"
+        f" FROM events WHERE {condition} GROUP BY list, network, client, qname"
+        ") WHERE rank <= ? ORDER BY rank",
+        [*params, top],
+    ):
+        names.setdefault((list_, net, client), []).append((qname, count))
+    return [
+        DeviceAttempts(
+            list_, net, client, count, first, last, tuple(names.get((list_, net, client), ()))
+        )
+        for list_, net, client, count, first, last in devices
+    ]

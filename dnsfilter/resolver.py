@@ -93,21 +93,36 @@ class Resolver:
             return Reply(build_reply(q, Rcode.REFUSED, ede=ede), ReplyKind.REFUSED, verdict)
         # 2. Blocklists: a blocked name is answered from the policy's mode, never forwarded.
         if verdict.action is Action.BLOCK:
-            assert verdict.rule is not None
-            wire = verdict.rule.answers.reply(q, verdict.list_name, verdict.mode)
-            return Reply(truncate_for(q, wire), ReplyKind.BLOCKED, verdict)
+            return self._blocked(q, verdict)
         # 3. Cache: a fresh entry is served with its TTLs counted down.
         cache = self.cache
         if cache is not None:
             entry = cache.get(CacheKey(q.qname, q.qtype, q.qclass, q.do, q.cd), self.clock())
             if entry is not None:
+                # The answer was inspected when it was cached; this client's policy decides.
+                if entry.inspection is not None and verdict.rule is not None:
+                    blocked = self.policy.blocked_answer(verdict.rule, entry.inspection)
+                    if blocked is not None:
+                        return self._blocked(q, blocked)
                 opt = opt_record(q.do) if q.edns else b""
                 wire = entry.reply(q.id, q.flags, q.question, opt, self.clock())
                 return Reply(truncate_for(q, wire), ReplyKind.CACHED, verdict)
         return verdict
 
+    def _blocked(self, q: Query, verdict: Verdict) -> Reply:
+        assert verdict.rule is not None
+        wire = verdict.rule.answers.reply(q, verdict.list_name, verdict.mode)
+        return Reply(truncate_for(q, wire), ReplyKind.BLOCKED, verdict)
+
+    def swap_policy(self, policy: Policy) -> None:
+        """Put a new policy in force at once; cached inspections belong to the old lists."""
+        self.policy = policy
+        if self.cache is not None:
+            self.cache.clear()
+
     async def resolve(self, q: Query, verdict: Verdict) -> Reply:
         """Answer a query that answer_now could not: forward it and cache the answer."""
+        policy = self.policy
         # 4. Forward: a conditional zone's own upstreams, else the default group.
         try:
             answer = await self.router.upstream_for(q.qname).forward(q)
@@ -115,14 +130,24 @@ class Resolver:
             log.debug("SERVFAIL for %s: %s", q.qname, exc)
             ede = _UNREACHABLE if q.edns else b""
             return Reply(build_reply(q, Rcode.SERVFAIL, ede=ede), ReplyKind.SERVFAIL, verdict)
-        # 5. Cache what may be cached; the reply is served from the same entry either way.
+        # 5. Inspect the answer: a CNAME into a blocked name, or an address inside a
+        #    list's networks, blocks it for policies that ask for it.
+        inspection = policy.inspect(answer.wire, answer.scan) if policy.inspects else None
+        # 6. Cache what may be cached (unless a reload swapped the lists meanwhile); the
+        #    reply is served from the same entry either way.
         now = self.clock()
         cache = self.cache
         entry = None
         if cache is not None:
             entry = make_entry(answer.wire, answer.scan, now, cache.ttl_policy)
             if entry is not None:
-                cache.put(CacheKey(q.qname, q.qtype, q.qclass, q.do, q.cd), entry)
+                entry.inspection = inspection
+                if self.policy is policy:
+                    cache.put(CacheKey(q.qname, q.qtype, q.qclass, q.do, q.cd), entry)
+        if inspection is not None and verdict.rule is not None:
+            blocked = policy.blocked_answer(verdict.rule, inspection)
+            if blocked is not None:
+                return self._blocked(q, blocked)
         if entry is None:
             entry = make_passthrough(answer.wire, answer.scan, now)
         opt = opt_record(q.do) if q.edns else b""

@@ -105,14 +105,15 @@ class QueryHandler:
 
     def _count(self, q: Query, reply: Reply, started: float) -> None:
         stats = self.stats
-        kind = reply.kind.value
+        # _value_ is a plain attribute; .value goes through a descriptor at 0.3 µs a time.
+        kind: str = reply.kind._value_
         verdict = reply.verdict
         network = verdict.network
         stats.queries[
-            (network, q.transport.value, QTYPE_LABELS.get(q.qtype, OTHER_QTYPE), kind)
+            (network, q.transport._value_, QTYPE_LABELS.get(q.qtype, OTHER_QTYPE), kind)
         ] += 1
         if reply.kind is ReplyKind.BLOCKED:
-            stats.blocked[(network, verdict.list_name, verdict.category.value)] += 1
+            stats.blocked[(network, verdict.list_name, verdict.category._value_)] += 1
             stats.blocked_client(network, verdict.list_name, q.client[0], monotonic())
             if self.audit is not None:
                 self._audit(q, reply, kind)

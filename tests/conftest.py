@@ -7,12 +7,30 @@ Upstreams (loopback only):
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
 
 from tests.fakes import ScriptedUpstream
 from tests.nsd import DEFAULT_ZONES, NsdServer
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_state_dirs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Keep every default state and cache path (audit db, list cache) out of the home directory.
+
+    dnsfilter honours systemd's STATE_DIRECTORY and CACHE_DIRECTORY; subprocesses inherit them.
+    """
+    saved = {key: os.environ.get(key) for key in ("STATE_DIRECTORY", "CACHE_DIRECTORY")}
+    os.environ["STATE_DIRECTORY"] = str(tmp_path_factory.mktemp("state"))
+    os.environ["CACHE_DIRECTORY"] = str(tmp_path_factory.mktemp("cache"))
+    yield
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
 
 
 @pytest.fixture

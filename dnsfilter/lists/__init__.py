@@ -1,15 +1,33 @@
-"""Blocklists: loading them from their formats, and where the shipped ones live."""
+"""Blocklists: loading them from their formats and sources, and where the shipped ones live."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import replace
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dnsfilter.errors import ListError
+from dnsfilter.lists.formats import FORMATS, detect_format, parse_list
 from dnsfilter.lists.model import BlockList
-from dnsfilter.lists.yamlformat import parse_yaml_list
+from dnsfilter.lists.sources import HostResolver, ListSource, is_url, read_text
+
+if TYPE_CHECKING:
+    from dnsfilter.config import ListConfig
+
+__all__ = [
+    "FORMATS",
+    "SHIPPED_PREFIX",
+    "HostResolver",
+    "ListSource",
+    "detect_format",
+    "list_sources",
+    "load_list",
+    "load_lists",
+    "parse_list",
+    "resolve_list_path",
+    "shipped_dir",
+]
 
 #: Prefix of a list file shipped with dnsfilter, e.g. ``shipped:wechat.yaml``.
 SHIPPED_PREFIX = "shipped:"
@@ -28,29 +46,62 @@ def resolve_list_path(file: str, base: Path) -> Path:
     return path if path.is_absolute() else base / path
 
 
-def load_list(path: Path, name: str | None = None) -> BlockList:
-    """Read and validate one list file; raise ListError with file:line problems."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ListError([f"{path}: cannot read: {exc.strerror or exc}"]) from None
-    except UnicodeDecodeError as exc:
-        raise ListError([f"{path}: not UTF-8 text: {exc.reason}"]) from None
-    blocklist = parse_yaml_list(text, str(path))
-    if name is not None and blocklist.name != name:
-        # The config's name is what metrics and policies use; the file's own name
-        # is kept only when they agree, so a label never changes behind the operator.
-        blocklist = replace(blocklist, name=name)
-    return blocklist
+def load_list(path: Path, name: str | None = None, format: str | None = None) -> BlockList:
+    """Read and validate one list file (format detected when None); ListError on problems.
+
+    Without a name a YAML list keeps its own and other formats take the file's stem.
+    """
+    text = read_text(path)
+    format = format or detect_format(text, str(path))
+    return parse_list(text, str(path), name or ("" if format == "yaml" else path.stem), format)
 
 
-def load_lists(configured: Iterable[tuple[str, str]], base: Path) -> list[BlockList]:
-    """Load (name, file) pairs in order; one ListError carries every list's problems."""
+def list_sources(
+    configured: Iterable[ListConfig | tuple[str, str]],
+    base: Path,
+    resolver: HostResolver | None = None,
+) -> list[ListSource]:
+    """A source per configured list: ListConfig entries, or (name, file-or-URL) pairs."""
+    sources = []
+    for item in configured:
+        if isinstance(item, tuple):
+            name, location = item
+            if not is_url(location):
+                location = str(resolve_list_path(location, base))
+            sources.append(ListSource(name, location, resolver=resolver))
+        elif item.url:
+            sources.append(
+                ListSource(
+                    item.name,
+                    item.url,
+                    format=item.format,
+                    refresh=item.refresh,
+                    cache_dir=Path(item.cache_dir) if item.cache_dir else None,
+                    ca_file=item.ca_file or None,
+                    resolver=resolver,
+                )
+            )
+        else:
+            location = str(resolve_list_path(item.file, base))
+            sources.append(ListSource(item.name, location, format=item.format))
+    return sources
+
+
+def load_lists(
+    configured: Iterable[ListConfig | tuple[str, str]],
+    base: Path,
+    resolver: HostResolver | None = None,
+) -> list[BlockList]:
+    """Load lists in order; one ListError carries every list's problems.
+
+    URL lists are downloaded (names resolved through resolver's upstreams) when their last
+    good copy is older than their refresh interval; see ListSource.load.
+    """
     loaded = []
     problems: list[str] = []
-    for name, file in configured:
+    for source in list_sources(configured, base, resolver):
         try:
-            loaded.append(load_list(resolve_list_path(file, base), name))
+            loaded.append(source.load())
         except ListError as exc:
             problems.extend(exc.problems)
     if problems:

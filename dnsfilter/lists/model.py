@@ -55,3 +55,5 @@ class BlockList:
     exceptions: tuple[DomainEntry, ...] = ()
     networks: tuple[NetworkEntry, ...] = ()
     duplicates: int = 0  #: entries dropped because the same name came twice
+    #: skipped syntax, one ``file:line: message`` each (the list still loads without it)
+    warnings: tuple[str, ...] = ()

@@ -26,7 +26,8 @@ OTHER_LIST = demo_list("other", [{"domain": "other.example.test", "evidence": "t
 def base_config(upstreams: list[str], **sections: Any) -> dict[str, Any]:
     """A config on 127.0.0.1:0 and [::1]:0 whose loopback network blocks the apps list.
 
-    server, upstream and metrics sections given are merged into the defaults; others replace them.
+    server, upstream, metrics and audit sections given are merged into the defaults; others
+    replace them. The audit store is audit.sqlite3 beside the config, in the test's tmp_path.
     """
     config: dict[str, Any] = {
         "server": {"listen": ["127.0.0.1:0", "[::1]:0"]},
@@ -41,9 +42,11 @@ def base_config(upstreams: list[str], **sections: Any) -> dict[str, Any]:
         "networks": {"loopback": ["127.0.0.0/8", "::1/128"]},
         "lists": {"apps": {"file": "apps.yaml"}, "other": {"file": "other.yaml"}},
         "policies": {"default": {"networks": ["loopback"], "lists": ["apps"]}},
+        # Relative to the config file: never the real home directory's state.
+        "audit": {"sqlite_path": "audit.sqlite3"},
     }
     for key, value in sections.items():
-        if key in ("server", "upstream", "metrics"):
+        if key in ("server", "upstream", "metrics", "audit"):
             config[key] = {**config[key], **value}
         else:
             config[key] = value

@@ -32,14 +32,18 @@ from dnsfilter.config import (
 from dnsfilter.errors import ConfigError
 
 TOP_KEYS = (
-    "allowlist, cache, egress, forward_zones, lists, log_level, metrics, networks, policies, "
-    "server, upstream"
+    "allowlist, audit, cache, egress, forward_zones, lists, log_level, metrics, networks, "
+    "policies, reload, server, upstream"
 )
 SERVER_KEYS = "listen, max_inflight, max_tcp_connections, tcp_idle_timeout, udp_payload_size"
 UPSTREAM_KEYS = "dead_time, health_check_interval, resolv_conf, servers, timeout"
 ENTRY_KEYS = "address, port, timeout"
-POLICY_KEYS = "lists, mode, networks, sinkhole_ipv4, sinkhole_ipv6, ttl"
+POLICY_KEYS = (
+    "cname_inspection, lists, mode, networks, response_ip_blocking, sinkhole_ipv4, "
+    "sinkhole_ipv6, ttl"
+)
 CACHE_KEYS = "enabled, max_entries, max_ttl, min_ttl, negative_max_ttl"
+LIST_KEYS = "ca_file, cache_dir, file, format, refresh, url"
 MODES = "null, nxdomain, nodata, refused, sinkhole"
 
 
@@ -468,9 +472,9 @@ def test_network_in_a_policy_with_no_lists_is_valid() -> None:
         pytest.param(
             """\
             lists:
-              ads: {file: ads.yaml, format: hosts}
+              ads: {file: ads.yaml, kind: hosts}
             """,
-            ["cfg.yaml:2: lists.ads.format: unknown key (known keys: file)"],
+            [f"cfg.yaml:2: lists.ads.kind: unknown key (known keys: {LIST_KEYS})"],
             id="unknown-list-key",
         ),
         # --- wrong types ---
@@ -615,7 +619,7 @@ def test_network_in_a_policy_with_no_lists_is_valid() -> None:
             """,
             [
                 "cfg.yaml:2: lists.ads: expected a mapping (got nothing)",
-                "cfg.yaml:3: lists.apps: missing required key 'file'",
+                "cfg.yaml:3: lists.apps: needs exactly one of 'file' and 'url'",
                 "cfg.yaml:4: lists.more.file: '5', which YAML reads as the number 5; "
                 "quote it if a string is meant",
                 "cfg.yaml:5: lists.plain: expected a mapping (got the string 'x.yaml')",
@@ -1265,7 +1269,7 @@ def test_every_problem_is_reported_at_once() -> None:
         "cfg.yaml:10: networks.lan[0]: 10.0.0.1/8 has host bits set",
         "cfg.yaml:11: networks.orphan: no policy covers this network; "
         "add it to a policy (lists: [] for none)",
-        "cfg.yaml:13: lists.ads.kind: unknown key (known keys: file)",
+        f"cfg.yaml:13: lists.ads.kind: unknown key (known keys: {LIST_KEYS})",
         "cfg.yaml:16: policies.p: mode sinkhole needs sinkhole_ipv4 or sinkhole_ipv6",
         "cfg.yaml:16: policies.p.networks: unknown network 'nowhere'",
         "cfg.yaml:17: policies.p.lists: unknown list 'nolist'",

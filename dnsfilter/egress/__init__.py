@@ -1,0 +1,14 @@
+"""Egress: watch for traffic that went around the resolver, and close the doors it used.
+
+  plan       EgressPlan from the config and lists: approved resolvers, banned prefixes
+  decode     captured frames to Facts by hand (addresses, ports, DNS name, TLS server name)
+  tls        the server name of a TLS ClientHello
+  detect     Facts to bypass Events (pure)
+  sink       EventSink protocol; counting and line-printing sinks
+  monitor    the capture loops (scapy, imported lazily) feeding Monitor
+  nftables   the plan as an nftables ruleset
+  cli        `dnsfilter monitor` and `dnsfilter egress export`
+
+Scapy is imported only inside monitor's capture functions: importing dnsfilter, or running
+`dnsfilter serve`, never loads it.
+"""

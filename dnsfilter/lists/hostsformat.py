@@ -1,0 +1,62 @@
+"""Hosts files: ``0.0.0.0 name [name...]``, one address per line, ``#`` comments.
+
+A line blocks its names only when the address is a null or loopback address (``0.0.0.0``,
+``127.0.0.1``, ``::``, ``::1``, ...): that is how blocklists are written. A line mapping a
+name to a real address is a local override, not a block, and is skipped with a warning.
+The machine's own names (localhost, broadcasthost, ip6-*) are skipped silently.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+from dnsfilter.lists.model import BlockList
+from dnsfilter.lists.textlist import (
+    EntrySet,
+    LineReport,
+    check_name,
+    finish,
+    gc_paused,
+    numbered_lines,
+)
+
+# The spellings nearly every line uses; anything else is parsed with ipaddress.
+_BLOCKING_ADDRESSES = frozenset({"0.0.0.0", "127.0.0.1", "::", "::1", "0:0:0:0:0:0:0:0"})
+
+
+@gc_paused
+def parse_hosts(text: str, filename: str, name: str) -> BlockList:
+    """Read a hosts file; raise ListError naming file:line for invalid addresses or names."""
+    report = LineReport(filename)
+    entries = EntrySet()
+    add = entries.add
+    for number, line in numbered_lines(text):
+        comment = line.find("#")
+        if comment >= 0:
+            line = line[:comment]
+        words = line.split()
+        if not words:
+            continue
+        address = words[0]
+        if address not in _BLOCKING_ADDRESSES and not _blocking_address(address, number, report):
+            continue
+        if len(words) == 1:
+            report.error(number, f"address {address} without a name")
+            continue
+        for word in words[1:]:
+            domain = check_name(word, number, report)
+            if domain is not None:
+                add(domain, number)
+    return finish(report, name, filename, "hosts", entries.entries(), (), entries.duplicates)
+
+
+def _blocking_address(text: str, line: int, report: LineReport) -> bool:
+    try:
+        address = ipaddress.ip_address(text.split("%", 1)[0])
+    except ValueError:
+        report.error(line, f"{text!r} is not an IP address (a hosts line is ADDRESS NAME...)")
+        return False
+    if address.is_unspecified or address.is_loopback:
+        return True
+    report.warn(line, f"maps names to {text}, not to a null address: a local override; skipped")
+    return False

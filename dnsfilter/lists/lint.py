@@ -1,0 +1,524 @@
+"""`dnsfilter lists lint`: the mistakes a list can carry that the loader lets through.
+
+The loader rejects what it cannot use (bad names, YAML type traps, unknown keys); lint
+reports those messages too, and then what loads but is still wrong: duplicates the loader
+drops silently, entries a parent already covers, exceptions that match nothing, public
+suffixes, IDN not in punycode, entries without evidence, wide apexes nobody explained.
+Findings are `file:line: severity: message`, one a line, in file order (or GitHub
+annotations), so CI can point at the line.
+"""
+
+from __future__ import annotations
+
+import enum
+import ipaddress
+import re
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from dnsfilter.errors import ConfigError, ListError
+from dnsfilter.lists.formats import detect_format, parse_list
+from dnsfilter.lists.yamlformat import parse_yaml_list
+from dnsfilter.names import InvalidName, normalize_domain, suffixes
+from dnsfilter.yamltree import Mapping, Node, Scalar, YamlSyntaxError, get, parse
+from dnsfilter.yamltree import Sequence as YamlSequence
+
+#: Debian's package `publicsuffix` installs the list here.
+DEFAULT_PSL = Path("/usr/share/publicsuffix/public_suffix_list.dat")
+
+EXIT_OK = 0
+EXIT_FINDINGS = 1
+EXIT_INVALID = 2
+
+_TIMESTAMP = "tag:yaml.org,2002:timestamp"
+_EVIDENCE = re.compile(r"https?://\S+|[\w.-]+/[\w.-]+@\S+")
+
+#: Apexes of shared platforms (blocking them takes down unrelated services) and names that
+#: public lists carry by mistake; blocklists/README.md, "Curation rules" 1, 2 and 7.
+KNOWN_WIDE: dict[str, str] = {
+    "qq.com": "Tencent's shared apex (QQ Mail, wechat.com updaters): list app-specific names",
+    "tencent.com": "Tencent's shared corporate apex: list app-specific names",
+    "qpic.cn": "Tencent's shared image CDN: list app-specific names such as mmbiz.qpic.cn",
+    "qlogo.cn": "Tencent's shared avatar CDN: list app-specific names",
+    "gtimg.com": "Tencent's shared static CDN: list app-specific names such as wx.gtimg.com",
+    "myqcloud.com": "Tencent Cloud customers' shared apex",
+    "edgekey.net": "Akamai's shared CDN apex: list only app aliases under it",
+    "akadns.net": "Akamai's shared DNS apex: list only app aliases under it",
+    "cdn.cloudflare.net": "Cloudflare's shared CDN apex: list only app aliases under it",
+    "gifshow.com": "Kuaishou, not ByteDance: a known mistake of public TikTok lists",
+    "app-measurement.com": "Google Firebase, not an app backend: a known mistake of TikTok lists",
+}
+
+
+class Severity(enum.Enum):
+    ERROR = "error"  #: wrong: the list does not do what it says
+    WARNING = "warning"  #: legal, but against the curation rules
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    file: str
+    line: int  #: 0 when the problem has no line (an unreadable file)
+    severity: Severity
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        return f"{where}: {self.severity.value}: {self.message}"
+
+    def github(self) -> str:
+        """A GitHub Actions workflow command: an annotation on the file and line."""
+        props = f"file={_escape_property(self.file)}"
+        if self.line:
+            props += f",line={self.line}"
+        return f"::{self.severity.value} {props}::{_escape_data(self.message)}"
+
+
+def _escape_data(text: str) -> str:
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def _escape_property(text: str) -> str:
+    return _escape_data(text).replace(":", "%3A").replace(",", "%2C")
+
+
+# ---------------------------------------------------------------------------------------
+# Public Suffix List
+
+
+class PublicSuffixList:
+    """The PSL's rules (ICANN and private sections), names in punycode.
+
+    A name is a public suffix when a rule names it or a wildcard rule covers it, unless an
+    exception rule (`!www.ck`) takes it out; a single label is one by the PSL's implicit `*`.
+    """
+
+    def __init__(
+        self, rules: Iterable[str], wildcards: Iterable[str] = (), exceptions: Iterable[str] = ()
+    ) -> None:
+        self.rules = frozenset(rules)
+        self.wildcards = frozenset(wildcards)  #: `*.ck` is stored as "ck"
+        self.exceptions = frozenset(exceptions)
+
+    @classmethod
+    def parse(cls, text: str) -> PublicSuffixList:
+        rules: set[str] = set()
+        wildcards: set[str] = set()
+        exceptions: set[str] = set()
+        for raw in text.splitlines():
+            # A rule is the first whitespace-delimited word of a line that is not a comment.
+            words = raw.split()
+            if not words or words[0].startswith("//"):
+                continue
+            rule = words[0]
+            target = rules
+            if rule.startswith("!"):
+                target, rule = exceptions, rule[1:]
+            elif rule.startswith("*."):
+                target, rule = wildcards, rule[2:]
+            name = _punycode(rule)
+            if name is not None:
+                target.add(name)
+        return cls(rules, wildcards, exceptions)
+
+    @classmethod
+    def load(cls, path: Path) -> PublicSuffixList:
+        return cls.parse(path.read_text(encoding="utf-8"))
+
+    def is_public_suffix(self, name: str) -> bool:
+        if name in self.exceptions:
+            return False
+        if name in self.rules:
+            return True
+        dot = name.find(".")
+        if dot < 0:
+            return True
+        return name[dot + 1 :] in self.wildcards
+
+    def is_apex(self, name: str) -> bool:
+        """A registrable domain: one label under a public suffix (example.co.uk)."""
+        dot = name.find(".")
+        return (
+            dot >= 0 and not self.is_public_suffix(name) and self.is_public_suffix(name[dot + 1 :])
+        )
+
+
+def _punycode(rule: str) -> str | None:
+    try:
+        return ".".join(
+            label.encode("idna").decode("ascii") if not label.isascii() else label
+            for label in rule.lower().split(".")
+        )
+    except UnicodeError:
+        # IDNA 2003 cannot encode a few newer labels; no list entry can match them anyway.
+        return None
+
+
+# ---------------------------------------------------------------------------------------
+# Linting one file
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    name: str  #: normalized
+    line: int
+    note: str
+    section: str  #: "domains" or "exceptions"
+
+
+def lint_text(
+    text: str, filename: str, psl: PublicSuffixList | None = None, format: str | None = None
+) -> list[Finding]:
+    """Every finding for one list file's text, in line order (format detected when None)."""
+    if (format or detect_format(text, filename)) != "yaml":
+        return _lint_other(text, filename, psl, format)
+    findings: list[Finding] = []
+    try:
+        parse_yaml_list(text, filename)
+    except ListError as exc:
+        findings += [_loader_finding(problem, filename) for problem in exc.problems]
+    try:
+        root, _ = parse(text, filename)
+    except YamlSyntaxError:
+        return _in_order(findings)  # the loader's message already says where
+    if isinstance(root, Mapping):
+        _Linter(filename, psl, findings).run(root)
+    return _in_order(findings)
+
+
+def _in_order(findings: list[Finding]) -> list[Finding]:
+    return sorted(findings, key=lambda f: f.line)
+
+
+def _lint_other(
+    text: str, filename: str, psl: PublicSuffixList | None, format: str | None
+) -> list[Finding]:
+    """hosts, plain, adblock and RPZ lists: the loader's errors and warnings, and the checks
+    that need only names (they carry no notes or evidence to check)."""
+    try:
+        blocklist = parse_list(text, filename, Path(filename).stem or "list", format)
+    except ListError as exc:
+        return _in_order([_loader_finding(problem, filename) for problem in exc.problems])
+    findings = [_loader_finding(w, filename, Severity.WARNING) for w in blocklist.warnings]
+    if blocklist.duplicates:
+        findings.append(
+            Finding(
+                filename,
+                0,
+                Severity.WARNING,
+                f"{blocklist.duplicates} duplicate entries (the loader drops them)",
+            )
+        )
+    linter = _Linter(filename, psl, findings, notes=False)
+    domains = [_Entry(e.domain, e.line, e.note, "domains") for e in blocklist.domains]
+    exceptions = [_Entry(e.domain, e.line, e.note, "exceptions") for e in blocklist.exceptions]
+    linter.check_domains(domains)
+    linter.check_exceptions(exceptions, domains)
+    return _in_order(findings)
+
+
+def _loader_finding(problem: str, filename: str, severity: Severity = Severity.ERROR) -> Finding:
+    rest = problem.removeprefix(filename + ":")
+    number, sep, message = rest.partition(":")
+    if rest != problem and sep and number.isascii() and number.isdigit():
+        return Finding(filename, int(number), severity, message.strip())
+    return Finding(filename, 0, severity, rest.strip(" :"))
+
+
+class _Linter:
+    def __init__(
+        self,
+        filename: str,
+        psl: PublicSuffixList | None,
+        out: list[Finding],
+        notes: bool = True,
+    ) -> None:
+        self.filename = filename
+        self.psl = psl
+        self.out = out
+        self.notes = notes  #: the format has notes, so a wide entry can explain itself
+
+    def add(self, line: int, severity: Severity, message: str) -> None:
+        self.out.append(Finding(self.filename, line, severity, message))
+
+    def run(self, top: Mapping) -> None:
+        name = get(top, "name")
+        stem = Path(self.filename).stem
+        if isinstance(name, Scalar) and name.text and name.text != stem:
+            self.add(name.line, Severity.WARNING, f"name {name.text!r} is not the file's stem")
+        domains = self.entries(get(top, "domains"), "domains")
+        exceptions = self.entries(get(top, "exceptions"), "exceptions")
+        self.check_domains(domains)
+        self.check_exceptions(exceptions, domains)
+        self.check_networks(get(top, "networks"))
+
+    def entries(self, node: Node | None, section: str) -> list[_Entry]:
+        out = []
+        items = node.items if isinstance(node, YamlSequence) else ()
+        for child in items:
+            text: str | None = None
+            note = ""
+            if isinstance(child, Scalar) and (child.quoted or child.tag.endswith(":str")):
+                text = child.text
+                self.add(
+                    child.line,
+                    Severity.WARNING,
+                    f"{text!r} is a plain string: write a mapping with domain and evidence",
+                )
+            elif isinstance(child, Mapping):
+                domain = get(child, "domain")
+                if isinstance(domain, Scalar) and (domain.quoted or domain.tag.endswith(":str")):
+                    text = domain.text
+                note = _text(get(child, "note"))
+                self.check_fields(child)
+            if text is None:
+                continue  # the loader reported it
+            try:
+                normalized = normalize_domain(text)
+            except InvalidName:
+                continue  # the loader reported it
+            if not text.isascii():
+                self.add(
+                    child.line,
+                    Severity.ERROR,
+                    f"{text!r} is not in punycode: write {normalized!r}",
+                )
+            elif text != normalized:
+                self.add(child.line, Severity.WARNING, f"write {text!r} as {normalized!r}")
+            out.append(_Entry(normalized, child.line, note, section))
+        return out
+
+    def check_fields(self, entry: Mapping) -> None:
+        evidence = get(entry, "evidence")
+        text = _text(evidence)
+        if not text.strip():
+            self.add(entry.line, Severity.WARNING, "no evidence: say where this is documented")
+        elif evidence is not None and not _EVIDENCE.fullmatch(text.strip()):
+            self.add(
+                evidence.line,
+                Severity.WARNING,
+                f"evidence {text.strip()[:60]!r} is neither a URL nor owner/repo@commit:path",
+            )
+        added = get(entry, "added")
+        if isinstance(added, Scalar) and added.tag == _TIMESTAMP and not added.quoted:
+            self.add(
+                added.line,
+                Severity.WARNING,
+                f"added: {added.text} is read by YAML as a date; quote it",
+            )
+
+    def check_domains(self, domains: Sequence[_Entry]) -> None:
+        first: dict[str, _Entry] = {}
+        for entry in domains:
+            seen = first.get(entry.name)
+            if seen is not None:
+                self.add(entry.line, Severity.ERROR, f"duplicate of line {seen.line}")
+                continue
+            first[entry.name] = entry
+        for entry in first.values():
+            parent = _closest_parent(entry.name, first)
+            if parent is not None:
+                self.add(
+                    entry.line,
+                    Severity.WARNING,
+                    f"{entry.name} is already covered by {parent.name} (line {parent.line})",
+                )
+            self.check_suffix(entry)
+
+    def check_suffix(self, entry: _Entry) -> None:
+        known = KNOWN_WIDE.get(entry.name)
+        if known is not None:
+            self.add(entry.line, Severity.WARNING, f"{entry.name}: {known}")
+        if self.psl is None:
+            return
+        if self.psl.is_public_suffix(entry.name):
+            self.add(
+                entry.line,
+                Severity.ERROR,
+                f"{entry.name} is a public suffix: it blocks every site registered under it",
+            )
+        elif (
+            self.notes and known is None and not entry.note.strip() and self.psl.is_apex(entry.name)
+        ):
+            self.add(
+                entry.line,
+                Severity.WARNING,
+                f"wide entry: {entry.name} is a whole registrable domain; say in note why "
+                "everything under it must go",
+            )
+
+    def check_exceptions(self, exceptions: Sequence[_Entry], domains: Sequence[_Entry]) -> None:
+        blocking: dict[str, _Entry] = {}
+        for entry in domains:
+            blocking.setdefault(entry.name, entry)
+        first: dict[str, _Entry] = {}
+        for entry in exceptions:
+            seen = first.get(entry.name)
+            if seen is not None:
+                self.add(entry.line, Severity.ERROR, f"duplicate of line {seen.line}")
+                continue
+            first[entry.name] = entry
+        for entry in first.values():
+            same = blocking.get(entry.name)
+            if same is not None:
+                self.add(
+                    entry.line,
+                    Severity.ERROR,
+                    f"exception {entry.name} is also an entry (line {same.line}), "
+                    "which therefore never blocks",
+                )
+                continue
+            parent_exception = _closest_parent(entry.name, first)
+            if parent_exception is not None:
+                self.add(
+                    entry.line,
+                    Severity.WARNING,
+                    f"{entry.name} is already covered by exception {parent_exception.name} "
+                    f"(line {parent_exception.line})",
+                )
+            elif _closest_parent(entry.name, blocking) is None:
+                self.add(
+                    entry.line,
+                    Severity.ERROR,
+                    f"exception {entry.name} matches nothing: no entry of this list above it",
+                )
+        # An exception holds for every name below it, so it also silences entries there.
+        for entry in blocking.values():
+            exception = _closest_parent(entry.name, first)
+            if exception is not None:
+                self.add(
+                    entry.line,
+                    Severity.ERROR,
+                    f"{entry.name} never blocks: exception {exception.name} "
+                    f"(line {exception.line}) covers it",
+                )
+
+    def check_networks(self, node: Node | None) -> None:
+        seen: list[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, int]] = []
+        items = node.items if isinstance(node, YamlSequence) else ()
+        for child in items:
+            if not isinstance(child, Mapping):
+                continue
+            self.check_fields(child)
+            text = _text(get(child, "prefix"))
+            try:
+                prefix = ipaddress.ip_network(text, strict=True)
+            except ValueError:
+                continue  # the loader reported it
+            for other, line in seen:
+                if other.version == prefix.version and other.overlaps(prefix):
+                    what = "duplicate of" if other == prefix else f"overlaps {other} on"
+                    self.add(child.line, Severity.WARNING, f"{prefix} {what} line {line}")
+                    break
+            seen.append((prefix, child.line))
+
+
+def _text(node: Node | None) -> str:
+    return node.text if isinstance(node, Scalar) else ""
+
+
+def _closest_parent(name: str, entries: dict[str, _Entry]) -> _Entry | None:
+    for parent in suffixes(name)[1:]:
+        found = entries.get(parent)
+        if found is not None:
+            return found
+    return None
+
+
+# ---------------------------------------------------------------------------------------
+# The command
+
+
+class UsageError(Exception):
+    """The command line names something that cannot be linted."""
+
+
+def lint_paths(
+    paths: Sequence[Path | tuple[Path, str | None]], psl: PublicSuffixList | None
+) -> list[Finding]:
+    """Findings of every file; a path may come with its format (else detected)."""
+    findings: list[Finding] = []
+    for item in paths:
+        path, format = item if isinstance(item, tuple) else (item, None)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            findings.append(
+                Finding(str(path), 0, Severity.ERROR, f"cannot read: {exc.strerror or exc}")
+            )
+            continue
+        except UnicodeDecodeError as exc:
+            findings.append(Finding(str(path), 0, Severity.ERROR, f"not UTF-8: {exc.reason}"))
+            continue
+        findings += lint_text(text, str(path), psl, format)
+    return findings
+
+
+def expand_paths(
+    paths: Sequence[Path], config: Path | None, cwd: Path
+) -> list[tuple[Path, str | None]]:
+    """The files to lint, with their format when the config gives one: PATHs (directories:
+    their *.yaml), else ./blocklists/*.yaml when run from the repository, else the file lists
+    of the config (embedded default without one)."""
+    if paths:
+        out: list[tuple[Path, str | None]] = []
+        for path in paths:
+            if path.is_dir():
+                out += [(p, None) for p in sorted(path.glob("*.yaml"))]
+            elif path.exists():
+                out.append((path, None))
+            else:
+                raise UsageError(f"{path}: no such file or directory")
+        return out
+    repo_lists = sorted((cwd / "blocklists").glob("*.yaml"))
+    if repo_lists and config is None:
+        return [(p.relative_to(cwd), None) for p in repo_lists]
+    from dnsfilter.config import load_config
+    from dnsfilter.lists import resolve_list_path
+
+    loaded = load_config(config)
+    base = config.resolve().parent if config else cwd
+    for item in loaded.lists:
+        if item.url:
+            # Lint is for the files maintainers edit; a downloaded list is someone else's.
+            print(f"dnsfilter lists lint: skipping list {item.name}: {item.url}", file=sys.stderr)
+    return [(resolve_list_path(item.file, base), item.format) for item in loaded.lists if item.file]
+
+
+def lint_command(
+    paths: Sequence[Path], config: Path | None, fmt: str, psl_path: Path | None
+) -> int:
+    try:
+        files = expand_paths(paths, config, Path.cwd())
+    except UsageError as exc:
+        print(f"dnsfilter lists lint: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return EXIT_INVALID
+    psl: PublicSuffixList | None = None
+    try:
+        psl = PublicSuffixList.load(psl_path or DEFAULT_PSL)
+    except OSError as exc:
+        if psl_path is not None:
+            print(f"{psl_path}: cannot read: {exc.strerror or exc}", file=sys.stderr)
+            return EXIT_INVALID
+        print(
+            f"dnsfilter lists lint: public-suffix check skipped: {DEFAULT_PSL} not found "
+            "(apt-get install publicsuffix)",
+            file=sys.stderr,
+        )
+    findings = lint_paths(files, psl)
+    for finding in findings:
+        print(finding.github() if fmt == "github" else str(finding))
+    if findings:
+        errors = sum(1 for f in findings if f.severity is Severity.ERROR)
+        print(
+            f"{len(findings)} findings ({errors} errors) in {len(files)} files",
+            file=sys.stderr,
+        )
+        return EXIT_FINDINGS
+    return EXIT_OK

@@ -1,0 +1,93 @@
+"""dnsfilter.report: --since parsing and the three output formats, on literal rows."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+
+from dnsfilter.querylog import DeviceAttempts
+from dnsfilter.report import parse_since, write_report
+
+NOW = 1_714_550_400.0  # 2024-05-01T08:00:00Z
+ROWS = [
+    DeviceAttempts(
+        "wechat",
+        "ministry",
+        "10.1.2.3",
+        412,
+        NOW,
+        NOW + 3661,
+        (("weixin.qq.com", 300), ("dns.weixin.qq.com", 100), ("mp.weixin.qq.com", 12)),
+    ),
+    DeviceAttempts("wechat", "agency", "2001:db8::7", 3, NOW, NOW, (("weixin.qq.com", 3),)),
+]
+
+
+@pytest.mark.parametrize(
+    ("text", "since"),
+    [
+        pytest.param("30m", NOW - 1800, id="minutes"),
+        pytest.param("24h", NOW - 86400, id="hours"),
+        pytest.param("7d", NOW - 7 * 86400, id="days"),
+        pytest.param("2w", NOW - 14 * 86400, id="weeks"),
+        pytest.param("90s", NOW - 90, id="seconds"),
+        pytest.param("2024-05-01", NOW - 8 * 3600, id="date-is-utc-midnight"),
+        pytest.param("2024-05-01T08:00", NOW, id="naive-time-is-utc"),
+        pytest.param("2024-05-01T10:00+02:00", NOW, id="offset"),
+        pytest.param("2024-05-01T08:00:00Z", NOW, id="zulu"),
+    ],
+)
+def test_parse_since(text: str, since: float) -> None:
+    assert parse_since(text, NOW) == since
+
+
+@pytest.mark.parametrize("text", ["", "7", "d", "7y", "-7d", "7 days", "yesterday", "2024-13-01"])
+def test_parse_since_rejects(text: str) -> None:
+    with pytest.raises(ValueError, match="expected a duration such as 30m, 24h or 7d"):
+        parse_since(text, NOW)
+
+
+def _render(style: str, rows: list[DeviceAttempts] = ROWS) -> str:
+    out = io.StringIO()
+    write_report(rows, style, out)
+    return out.getvalue()
+
+
+def test_table() -> None:
+    assert _render("table") == (
+        "LIST    NETWORK   CLIENT       COUNT  FIRST SEEN            LAST SEEN             "
+        "TOP NAMES\n"
+        "wechat  ministry  10.1.2.3     412    2024-05-01T08:00:00Z  2024-05-01T09:01:01Z  "
+        "weixin.qq.com (300), dns.weixin.qq.com (100), mp.weixin.qq.com (12)\n"
+        "wechat  agency    2001:db8::7  3      2024-05-01T08:00:00Z  2024-05-01T08:00:00Z  "
+        "weixin.qq.com (3)\n"
+    )
+
+
+def test_csv() -> None:
+    assert _render("csv") == (
+        "list,network,client,count,first_seen,last_seen,top_names\n"
+        "wechat,ministry,10.1.2.3,412,2024-05-01T08:00:00Z,2024-05-01T09:01:01Z,"
+        "weixin.qq.com:300 dns.weixin.qq.com:100 mp.weixin.qq.com:12\n"
+        "wechat,agency,2001:db8::7,3,2024-05-01T08:00:00Z,2024-05-01T08:00:00Z,weixin.qq.com:3\n"
+    )
+
+
+def test_json() -> None:
+    assert json.loads(_render("json"))[1] == {
+        "list": "wechat",
+        "network": "agency",
+        "client": "2001:db8::7",
+        "count": 3,
+        "first_seen": "2024-05-01T08:00:00Z",
+        "last_seen": "2024-05-01T08:00:00Z",
+        "top_names": [{"name": "weixin.qq.com", "count": 3}],
+    }
+
+
+def test_empty_report() -> None:
+    assert _render("table", []) == "no blocked attempts recorded\n"
+    assert _render("csv", []) == "list,network,client,count,first_seen,last_seen,top_names\n"
+    assert _render("json", []) == "[]\n"
