@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import sys
 from collections.abc import Callable, Coroutine, Sequence
@@ -162,6 +163,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return EXIT_INVALID
     entries = sum(len(b.domains) for b in lists)
     log.info("loaded %d lists with %d entries from %s", len(lists), entries, config.source)
+    # The policy holds what the query path needs; the parsed entries (hundreds of MB for a
+    # million-entry list) must not outlive the load.
+    del lists
+    gc.collect()
     try:
         return _run(service.run())
     except (ListenError, OSError) as exc:

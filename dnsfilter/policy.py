@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 import ipaddress
+from array import array
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -155,8 +156,56 @@ class AddressTable:
         return found
 
 
+#: Above this many names the table is packed into arrays: a dict costs about 75 bytes a
+#: name, the packed table 20, at about 0.2 µs more per lookup.
+PACKED_ABOVE = 100_000
+
+
+class PackedTable:
+    """An open-addressing hash table in two flat arrays: int keys to int bitmasks.
+
+    Linear probing at a load factor of at most one half; 0 marks an empty slot (a key of 0,
+    one hash in 2**64, is stored as 1: a harmless false match).
+    """
+
+    def __init__(self, items: dict[int, int]) -> None:
+        size = 1 << max(4, (2 * len(items)).bit_length())
+        mask = size - 1
+        widest = max(items.values(), default=0).bit_length()
+        keys = array("q", bytes(8 * size))
+        values = array("B" if widest <= 8 else "H" if widest <= 16 else "Q")
+        values.frombytes(bytes(values.itemsize * size))
+        for key, value in items.items():
+            key = key or 1
+            slot = key & mask
+            while keys[slot]:
+                slot = (slot + 1) & mask
+            keys[slot] = key
+            values[slot] = value
+        self._keys = keys
+        self._values = values
+        self._mask = mask
+        self._count = len(items)
+
+    def __len__(self) -> int:
+        return self._count
+
+    def get(self, key: int) -> int | None:
+        keys = self._keys
+        mask = self._mask
+        key = key or 1
+        slot = key & mask
+        while True:
+            found = keys[slot]
+            if found == key:
+                return self._values[slot]
+            if not found:
+                return None
+            slot = (slot + 1) & mask
+
+
 class DomainTable:
-    """Every list's entries, exceptions and the allowlist in one dict of bitmasks.
+    """Every list's entries, exceptions and the allowlist in one table of bitmasks.
 
     Bit i marks an entry of list i, bit n+i an exception of list i (n lists), bit 2n the
     allowlist. One walk over a name's suffixes answers for any combination of lists.
@@ -187,7 +236,18 @@ class DomainTable:
         for name in allowlist:
             key = hash(name)
             table[key] = table.get(key, 0) | self._allow_bit
-        self._table = table
+        depths = [
+            name.count(".") + 1
+            for blocklist in lists
+            for entries in (blocklist.domains, blocklist.exceptions)
+            for name in (entry.domain for entry in entries)
+        ] + [name.count(".") + 1 for name in allowlist]
+        #: A query name is only looked up at suffixes as deep as some entry is.
+        self._min_labels = min(depths, default=1)
+        self._max_labels = max(depths, default=0)
+        self._table: dict[int, int] | PackedTable = (
+            PackedTable(table) if len(table) > PACKED_ABOVE else table
+        )
         self._overrides = overrides
         self._index = {meta.name: index for index, meta in enumerate(self.lists)}
 
@@ -201,13 +261,22 @@ class DomainTable:
             mask |= 1 << self._index[name]
         return mask
 
+    def _suffixes(self, qname: str) -> tuple[str, int]:
+        """The deepest suffix worth a lookup, and how many suffixes to try from it."""
+        labels = qname.count(".") + 1
+        name = qname
+        while labels > self._max_labels:
+            name = name[name.find(".") + 1 :]
+            labels -= 1
+        return name, labels - self._min_labels + 1
+
     def match(self, qname: str, mask: int) -> tuple[int, str] | None:
         """(list index, matching entry) of the most specific block, or None if allowed."""
         get = self._table.get
         hits: list[tuple[str, int]] | None = None
         excepted = 0
-        name = qname
-        while True:
+        name, tries = self._suffixes(qname)
+        while tries > 0:
             bits = get(hash(name))
             if bits is not None:
                 if bits & self._allow_bit:
@@ -217,10 +286,8 @@ class DomainTable:
                     if hits is None:
                         hits = []
                     hits.append((name, bits & mask))
-            dot = name.find(".")
-            if dot < 0:
-                break
-            name = name[dot + 1 :]
+            tries -= 1
+            name = name[name.find(".") + 1 :]
         if hits is None:
             return None
         excepted >>= self._count
@@ -234,18 +301,16 @@ class DomainTable:
         """Every list that blocks qname (after exceptions); 0 when the allowlist covers it."""
         get = self._table.get
         blocked = excepted = 0
-        name = qname
-        while True:
+        name, tries = self._suffixes(qname)
+        while tries > 0:
             bits = get(hash(name))
             if bits is not None:
                 if bits & self._allow_bit:
                     return 0
                 blocked |= bits
                 excepted |= bits & self._exception_bits
-            dot = name.find(".")
-            if dot < 0:
-                break
-            name = name[dot + 1 :]
+            tries -= 1
+            name = name[name.find(".") + 1 :]
         return blocked & ~(excepted >> self._count) & ((1 << self._count) - 1)
 
     def __bool__(self) -> bool:

@@ -139,3 +139,26 @@ def test_blocking_bits_respects_allowlist_and_exceptions() -> None:
     assert table.blocking_bits("free.video.example") == 0
     assert table.blocking_bits("video.example") == 0b10
     assert table.blocking_bits("unrelated.example") == 0
+
+
+def test_packed_table_answers_as_the_dict_does(monkeypatch: pytest.MonkeyPatch) -> None:
+    import random
+
+    import dnsfilter.policy
+
+    rng = random.Random(7)
+    names = [f"n{i}.{rng.choice(['a', 'b'])}.example" for i in range(3000)]
+    lists = [
+        _list("one", names[:2000], exceptions=["n5.a.example"]),
+        _list("two", names[1500:], exceptions=[]),
+    ]
+    plain = DomainTable(lists, allowlist=["n7.b.example", "n8.a.example"])
+    monkeypatch.setattr(dnsfilter.policy, "PACKED_ABOVE", 10)
+    packed = DomainTable(lists, allowlist=["n7.b.example", "n8.a.example"])
+    assert type(packed._table).__name__ == "PackedTable"
+    assert type(plain._table) is dict
+    queries = [f"x.{name}" for name in names] + [f"n{i}.c.example" for i in range(500)]
+    queries += ["n5.a.example", "deep.n7.b.example", "example", ""]
+    for query in queries:
+        assert packed.match(query, 0b11) == plain.match(query, 0b11), query
+        assert packed.blocking_bits(query) == plain.blocking_bits(query), query
