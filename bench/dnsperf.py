@@ -58,6 +58,7 @@ class LoadResult:
     client_cpu: float | None = None  #: dnsperf's CPU time / its run time (1.0 = one core)
     server_cpu: float | None = None  #: the server's, over the same run (set by the caller)
     core_busy: float | None = None  #: the server's cores, busy by anything (set by the caller)
+    rss_kib: int | None = None  #: the server's RSS right after the run (set by the caller)
 
 
 def find_dnsperf() -> str:

@@ -184,20 +184,20 @@ def parse_cores(text: str) -> set[int]:
     return cores
 
 
-def core_ticks(cores: set[int]) -> tuple[int, int]:
-    """(busy, total) clock ticks of these cores since boot, from /proc/stat.
+def idle_seconds(cores: set[int]) -> float:
+    """Idle (and iowait) time of these cores since boot, from /proc/stat.
 
-    Busy is everything but idle and iowait: this includes softirq time (the kernel's loopback
-    delivery) and every other process that ran there, which a process's own CPU time leaves out.
+    Only the idle counters are used: with a tickless kernel they are exact, while the busy
+    counters are sampled at each tick and drift from them under a fast sleep/wake load. Busy is
+    then wall time minus idle: the server, the kernel's loopback delivery (softirq) and every
+    other process that ran there, which a process's own CPU time leaves out.
     """
-    busy = total = 0
+    idle = 0
     for line in Path("/proc/stat").read_text().splitlines():
         name, *values = line.split()
         if name.startswith("cpu") and name[3:].isdigit() and int(name[3:]) in cores:
-            ticks = [int(v) for v in values[:8]]  # user nice system idle iowait irq softirq steal
-            total += sum(ticks)
-            busy += sum(ticks) - ticks[3] - ticks[4]
-    return busy, total
+            idle += int(values[3]) + int(values[4])
+    return idle / _CLOCK_TICKS
 
 
 def free_port() -> int:

@@ -35,9 +35,9 @@ from bench.process import (
     Child,
     ChildError,
     ask,
-    core_ticks,
     first_address,
     free_port,
+    idle_seconds,
     parse_cores,
     wait_first_answer,
 )
@@ -283,22 +283,24 @@ def _measure(
                     f"warming the cache: {warmed.completed} of {queries.lines} answered"
                 )
         child.check_running()
-        cpu_before, ticks_before = child.cpu_seconds(), core_ticks(server_cores)
+        cpu_before, idle_before = child.cpu_seconds(), idle_seconds(server_cores)
+        started = time.monotonic()
         result = run_load(port, queries, settings, directory / f"dnsperf-{set_name}.out")
-        server_cpu = (child.cpu_seconds() - cpu_before) / max(result.runtime, 1e-3)
-        busy, total = (
-            now - then for now, then in zip(core_ticks(server_cores), ticks_before, strict=True)
-        )
+        wall = (time.monotonic() - started) * len(server_cores)
+        idle = idle_seconds(server_cores) - idle_before
         child.check_running()
         result = dataclasses.replace(
-            result, server_cpu=server_cpu, core_busy=busy / total if total else None
+            result,
+            server_cpu=(child.cpu_seconds() - cpu_before) / max(result.runtime, 1e-3),
+            core_busy=max(0.0, 1 - idle / wall),
+            rss_kib=child.rss_kib(),
         )
         run.loads[set_name] = result
         log(
             f"{run.name}: {set_name}: {result.qps:,.0f} qps, mean {result.mean_ms:.3f} ms, "
             f"p99 {result.p99_ms if result.p99_ms is not None else '-'} ms, lost {result.lost}, "
-            f"cpu: server {server_cpu:.0%}, its cores {result.core_busy or 0:.0%}, "
-            f"dnsperf {result.client_cpu or 0:.0%}"
+            f"cpu: server {result.server_cpu or 0:.0%}, its cores {result.core_busy or 0:.0%}, "
+            f"dnsperf {result.client_cpu or 0:.0%}; RSS {(result.rss_kib or 0) / 1024:.0f} MiB"
         )
         if result.completed == 0:
             raise ChildError(f"{set_name}: no query answered")

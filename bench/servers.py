@@ -26,7 +26,7 @@ from typing import Any
 
 import yaml
 
-from bench.workload import ZONE, Workload
+from bench.workload import ZONE, Workload, write_yaml_list
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED_LISTS = REPO / "blocklists"
@@ -104,7 +104,7 @@ def probe_features(directory: Path) -> Features:
     for extra in extras.values():
         everything.update(extra)
     if _check_config(directory, everything, files):
-        return Features(True, True, True, exporter)
+        return Features(plain_lists=True, audit=True, workers=True, exporter=exporter)
     no_lists: dict[str, Any] = {
         "networks": base["networks"],
         "policies": {"default": {"networks": ["loopback"], "lists": []}},
@@ -141,8 +141,6 @@ def write_dnsfilter_config(
     else:
         yaml_list = workload.directory / "generated.yaml"
         if not yaml_list.exists():
-            from bench.workload import write_yaml_list
-
             write_yaml_list(workload.generated_list, yaml_list)
         generated = {"file": str(yaml_list)}
     lists: dict[str, Any] = {"generated": generated}

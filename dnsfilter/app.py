@@ -18,6 +18,7 @@ from dnsfilter.lists.model import BlockList
 from dnsfilter.lists.refresh import ListRefresher
 from dnsfilter.metrics import Metrics
 from dnsfilter.policy import build_policy
+from dnsfilter.privileges import drop_privileges, resolve_account
 from dnsfilter.querylog import build_audit_log
 from dnsfilter.resolver import Resolver, build_resolver
 from dnsfilter.server import DnsServer
@@ -28,7 +29,15 @@ log = logging.getLogger("dnsfilter")
 #: Reads the config and its lists again, with the command line's overrides applied.
 Loader = Callable[[], tuple[Config, list[BlockList]]]
 #: Config sections a reload cannot change in a running process.
-_RESTART_SECTIONS = ("server", "upstream", "forward_zones", "cache", "metrics", "audit")
+_RESTART_SECTIONS = (
+    "server",
+    "upstream",
+    "forward_zones",
+    "cache",
+    "ratelimit",
+    "metrics",
+    "audit",
+)
 
 
 class Service:
@@ -52,7 +61,17 @@ class Service:
         self._refresher: ListRefresher | None = None
         # Raises ConfigError when a store cannot be opened: no serving without the audit trail.
         self.audit = build_audit_log(config.audit, metrics.audit)
-        self.dns = DnsServer(self.resolver, config.server, metrics.queries, audit=self.audit)
+        self.dns = DnsServer(
+            self.resolver,
+            config.server,
+            metrics.queries,
+            audit=self.audit,
+            ratelimit=config.ratelimit,
+        )
+        metrics.watch_server(self.dns.handler)
+        # Looked up now, so an unknown user fails before anything is bound (ConfigError).
+        server = config.server
+        self.account = resolve_account(server.user, server.group) if server.user else None
         self.status = StatusServer(metrics.registry, self.readiness)
         self._stop = asyncio.Event()
         self._background: set[asyncio.Task[bool]] = set()
@@ -76,6 +95,12 @@ class Service:
         if self.config.metrics.enabled:
             address = await self.status.start(self.config.metrics.listen)
             log.info("metrics on http://%s/metrics", address)
+        # Every socket is bound: root (if we are root) is no longer needed.
+        try:
+            drop_privileges(self.account)
+        except Exception:
+            await self.close()
+            raise
         interval = self.config.upstream.health_check_interval
         if interval > 0:
             self._health_task = asyncio.get_running_loop().create_task(self._check_health(interval))
@@ -110,7 +135,17 @@ class Service:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         await self.status.close()
-        await self.dns.close()
+        # Graceful stop: no new queries; those in flight get up to shutdown_timeout.
+        timeout = self.config.server.shutdown_timeout
+        inflight = self.dns.handler.inflight_count()
+        if inflight:
+            log.info("waiting up to %gs for %d queries in flight", timeout, inflight)
+        answered, cancelled = await self.dns.close(timeout)
+        if cancelled:
+            log.warning("stopped with %d queries unanswered after %gs", cancelled, timeout)
+        elif answered:
+            log.info("answered the %d queries in flight", answered)
+        await self.resolver.close()  # background refreshes, connections to DoT upstreams
         # After the listeners: no event may arrive once the final flush has started.
         if self.audit is not None:
             await self.audit.close()

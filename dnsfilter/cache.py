@@ -8,6 +8,11 @@ a fresh OPT when the client sent EDNS. Nothing is re-packed through a DNS librar
 What is cached follows CoreDNS and RFC 2308: NOERROR answers for their smallest TTL,
 negative answers (NXDOMAIN, NODATA) for min(SOA TTL, SOA MINIMUM) only when they carry
 an SOA; truncated responses and every other rcode are never cached.
+
+Serve-stale (RFC 8767): an expired entry stays (unless the LRU pushes it out) for
+`stale_max_age` seconds more. `get` never returns it, so hits cost nothing extra;
+`get_stale` finds it for the resolver when no upstream answers, and `stale_reply` serves
+it with every TTL set to the short stale TTL.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import struct
 from collections import OrderedDict
 from typing import TYPE_CHECKING, NamedTuple
 
+from dnsfilter.errors import FormatError
 from dnsfilter.wire import QType, Rcode, ResponseScan, soa_minimum
 
 if TYPE_CHECKING:
@@ -48,7 +54,11 @@ class CacheEntry:
         "expires_at",
         "flags",
         "inspection",
+        "late_hits",
         "nscount",
+        "prefetch_at",
+        "prefetching",
+        "stale_until",
         "stored_at",
         "ttl_offsets",
         "ttls",
@@ -71,6 +81,12 @@ class CacheEntry:
         self.ttls = ttls
         self.stored_at = stored_at
         self.expires_at = stored_at + lifetime
+        #: the last tenth of the lifetime: hits from here on may refresh the entry early
+        self.prefetch_at = stored_at + lifetime * PREFETCH_WINDOW
+        self.late_hits = 0  #: hits since prefetch_at
+        self.prefetching = False  #: a refresh was started (at most one per entry)
+        #: after a failed refresh, the stale entry is served without asking until then
+        self.stale_until = 0.0
         self._rendered_age: int | None = None
         self._rendered = body
         #: What the policy found in the answer (CNAME targets, addresses), set on fill, so
@@ -98,6 +114,23 @@ class CacheEntry:
             msg_id, flags, 1, self.ancount, self.nscount, self.arcount + (1 if opt else 0)
         )
         return header + question + self.body_at(now) + opt
+
+    def stale_reply(
+        self, msg_id: int, query_flags: int, question: bytes, opt: bytes, ttl: int
+    ) -> bytes:
+        """As reply(), for an expired entry: every TTL is ttl (RFC 8767 4)."""
+        flags = (self.flags & ~_RD) | (query_flags & _RD)
+        header = _HEADER.pack(
+            msg_id, flags, 1, self.ancount, self.nscount, self.arcount + (1 if opt else 0)
+        )
+        body = bytearray(self.body)
+        for offset in self.ttl_offsets:
+            _U32.pack_into(body, offset, ttl)
+        return header + question + bytes(body) + opt
+
+
+#: Where in an entry's lifetime the prefetch window starts (unbound prefetches at 90% too).
+PREFETCH_WINDOW = 0.9
 
 
 class TtlPolicy(NamedTuple):
@@ -141,7 +174,11 @@ def _build_entry(
             soa = next((r for r in scan.records if r.section == 2 and r.rtype == QType.SOA), None)
             if soa is None:
                 return None
-            cap = min(soa.ttl, soa_minimum(wire, soa), policy.negative_max_ttl)
+            try:
+                minimum = soa_minimum(wire, soa)
+            except FormatError:  # an SOA too short to hold a MINIMUM: forward, do not cache
+                return None
+            cap = min(soa.ttl, minimum, policy.negative_max_ttl)
             ttls = tuple(min(r.ttl, cap) for r in scan.records)
         else:
             ttls = tuple(min(max(r.ttl, policy.min_ttl), policy.max_ttl) for r in scan.records)
@@ -174,15 +211,22 @@ def _build_entry(
 
 
 class AnswerCache:
-    """A bounded LRU of CacheEntry by CacheKey; time comes from the caller."""
+    """A bounded LRU of CacheEntry by CacheKey; time comes from the caller.
 
-    def __init__(self, max_entries: int, ttl_policy: TtlPolicy = _DEFAULT_TTLS) -> None:
+    Expired entries are kept stale_max_age seconds more for get_stale (0: dropped at once).
+    """
+
+    def __init__(
+        self, max_entries: int, ttl_policy: TtlPolicy = _DEFAULT_TTLS, stale_max_age: float = 0
+    ) -> None:
         self.max_entries = max_entries
         self.ttl_policy = ttl_policy
+        self.stale_max_age = stale_max_age
         self._entries: OrderedDict[CacheKey, CacheEntry] = OrderedDict()
         self.hits = 0
         self.misses = 0
         self.evictions = 0
+        self.prefetches = 0  #: refreshes started before expiry (the resolver counts them)
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -193,11 +237,19 @@ class AnswerCache:
             self.misses += 1
             return None
         if now >= entry.expires_at:
-            del self._entries[key]
+            if now >= entry.expires_at + self.stale_max_age:
+                del self._entries[key]
             self.misses += 1
             return None
         self._entries.move_to_end(key)
         self.hits += 1
+        return entry
+
+    def get_stale(self, key: CacheKey, now: float) -> CacheEntry | None:
+        """The entry, fresh or expired less than stale_max_age ago; counts nothing."""
+        entry = self._entries.get(key)
+        if entry is None or now >= entry.expires_at + self.stale_max_age:
+            return None
         return entry
 
     def put(self, key: CacheKey, entry: CacheEntry) -> None:

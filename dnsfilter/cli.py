@@ -15,7 +15,7 @@ from dnsfilter import __version__
 from dnsfilter.app import Service
 from dnsfilter.config import Config, default_config_text, with_overrides
 from dnsfilter.egress.cli import register as register_egress
-from dnsfilter.errors import ConfigError, ListError
+from dnsfilter.errors import ConfigError, ListError, PrivilegeError
 from dnsfilter.lists import FORMATS
 from dnsfilter.lists.commands import register as register_lists
 from dnsfilter.lists.model import BlockList
@@ -68,6 +68,14 @@ def _parser() -> argparse.ArgumentParser:
         "--log-level",
         choices=("debug", "info", "warning", "error"),
         help="log verbosity (default: the config's log_level)",
+    )
+    serve.add_argument(
+        "--user",
+        help="started as root: switch to this user once bound (replaces server.user)",
+    )
+    serve.add_argument(
+        "--group",
+        help="...and to this group (default: the user's own; replaces server.group)",
     )
     _add_list_flag(serve)
     serve.set_defaults(command=cmd_serve)
@@ -138,7 +146,14 @@ def cmd_show_default_config(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     def overrides(config: Config) -> Config:
         return with_overrides(
-            config, args.listen, args.upstream, args.log_level, args.metrics_listen, args.list
+            config,
+            args.listen,
+            args.upstream,
+            args.log_level,
+            args.metrics_listen,
+            args.list,
+            user=args.user,
+            group=args.group,
         )
 
     def load() -> tuple[Config, list[BlockList]]:
@@ -169,7 +184,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     gc.collect()
     try:
         return _run(service.run())
-    except (ListenError, OSError) as exc:
+    except (ListenError, PrivilegeError, OSError) as exc:
         log.error("%s", exc)
         return EXIT_FAILURE
 

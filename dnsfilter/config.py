@@ -39,6 +39,8 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 DEFAULT_CONFIG_NAME = "<embedded default config>"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _LOG_LEVELS = ("debug", "info", "warning", "error")
+#: A user or group name as useradd takes it, or a number.
+_ACCOUNT = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*\$?|[0-9]+")
 #: The network name metrics give clients in no configured network.
 RESERVED_NETWORK = "none"
 
@@ -56,15 +58,24 @@ class HostPort:
         return ":" in self.host
 
 
+#: The port of DNS over TLS (RFC 7858).
+DOT_PORT = 853
+_TLS_SCHEME = "tls://"
+
+
 @dataclass(frozen=True, slots=True)
 class UpstreamServer:
     address: HostPort
     timeout: float | None = None  #: per-try timeout; None uses upstream.timeout
+    tls: bool = False  #: DNS over TLS (RFC 7858) instead of UDP with TCP on truncation
+    #: the name the certificate must hold (also sent as SNI); None: the address itself
+    tls_name: str | None = None
+    ca_file: str | None = None  #: CA certificates to verify with; None: the system's
 
     @property
     def name(self) -> str:
-        """The label metrics and logs use: the address as written."""
-        return str(self.address)
+        """The label metrics and logs use: the address as written, tls:// for DoT."""
+        return f"{_TLS_SCHEME}{self.address}" if self.tls else str(self.address)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +85,29 @@ class ServerConfig:
     tcp_idle_timeout: float = 10.0
     max_tcp_connections: int = 256
     max_inflight: int = 4096
+    shutdown_timeout: float = 5.0  #: seconds SIGTERM waits for queries being resolved
+    user: str | None = None  #: started as root: the user to switch to once bound
+    group: str | None = None  #: ...and the group; None: the user's primary group
+
+
+#: ratelimit.action values: what a query over its client's rate gets.
+RATELIMIT_ACTIONS = ("drop", "refused")
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimitConfig:
+    """Per-client limits (dnsfilter.ratelimit): per IPv4 address and per IPv6 /64."""
+
+    enabled: bool = True
+    rate: float = 100.0  #: queries per second a client may keep up; 0 = no rate limit
+    burst: int = 200  #: queries a client may send at once after being idle
+    max_inflight: int = 128  #: cache misses one client may have being resolved; 0 = no cap
+    action: str = "drop"  #: one of RATELIMIT_ACTIONS
+    max_clients: int = 65536  #: clients tracked at once (idle ones are forgotten first)
+    exempt_networks: tuple[IPNetwork, ...] = (
+        ipaddress.ip_network("127.0.0.0/8"),
+        ipaddress.ip_network("::1/128"),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +185,13 @@ class CacheConfig:
     min_ttl: int = 0
     max_ttl: int = 86400
     negative_max_ttl: int = 3600
+    #: RFC 8767: answer from an expired entry when no upstream answers
+    serve_stale: bool = True
+    stale_max_age: int = 86400  #: seconds past expiry an entry may still be served
+    stale_ttl: int = 30  #: TTL of stale answers; also how long a failed name is not retried
+    stale_client_timeout: float = 1.8  #: seconds before a stale answer is sent; 0 = wait
+    prefetch: bool = True  #: refresh popular entries before they expire
+    prefetch_min_hits: int = 2  #: hits in an entry's last 10% of TTL that trigger a refresh
 
 
 #: audit.pseudonymize values: store client addresses as they are, keyed-hashed, or truncated.
@@ -196,6 +237,7 @@ class Config:
     allowlist: tuple[str, ...] = ()
     policies: tuple[PolicyConfig, ...] = ()
     cache: CacheConfig = field(default_factory=CacheConfig)
+    ratelimit: RateLimitConfig = field(default_factory=RateLimitConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     reload: ReloadConfig = field(default_factory=ReloadConfig)
     egress: EgressConfig = field(default_factory=EgressConfig)
@@ -213,6 +255,7 @@ _TOP_KEYS = frozenset(
         "allowlist",
         "policies",
         "cache",
+        "ratelimit",
         "metrics",
         "egress",
         "reload",
@@ -221,14 +264,26 @@ _TOP_KEYS = frozenset(
     }
 )
 _SERVER_KEYS = frozenset(
-    {"listen", "udp_payload_size", "tcp_idle_timeout", "max_tcp_connections", "max_inflight"}
+    {
+        "listen",
+        "udp_payload_size",
+        "tcp_idle_timeout",
+        "max_tcp_connections",
+        "max_inflight",
+        "shutdown_timeout",
+        "user",
+        "group",
+    }
+)
+_RATELIMIT_KEYS = frozenset(
+    {"enabled", "rate", "burst", "max_inflight", "action", "max_clients", "exempt_networks"}
 )
 _UPSTREAM_KEYS = frozenset(
     {"servers", "resolv_conf", "timeout", "dead_time", "health_check_interval"}
 )
 _METRICS_KEYS = frozenset({"enabled", "listen"})
 _EGRESS_KEYS = frozenset({"approved_resolvers", "lists", "drop_doh"})
-_SERVER_ENTRY_KEYS = frozenset({"address", "port", "timeout"})
+_SERVER_ENTRY_KEYS = frozenset({"address", "port", "timeout", "tls", "tls_name", "ca_file"})
 _LIST_KEYS = frozenset({"file", "url", "format", "refresh", "cache_dir", "ca_file"})
 _URL_LIST_KEYS = ("refresh", "cache_dir", "ca_file")
 _POLICY_KEYS = frozenset(
@@ -244,7 +299,21 @@ _POLICY_KEYS = frozenset(
     }
 )
 _RELOAD_KEYS = frozenset({"watch_files", "watch_interval"})
-_CACHE_KEYS = frozenset({"enabled", "max_entries", "min_ttl", "max_ttl", "negative_max_ttl"})
+_CACHE_KEYS = frozenset(
+    {
+        "enabled",
+        "max_entries",
+        "min_ttl",
+        "max_ttl",
+        "negative_max_ttl",
+        "serve_stale",
+        "stale_max_age",
+        "stale_ttl",
+        "stale_client_timeout",
+        "prefetch",
+        "prefetch_min_hits",
+    }
+)
 _AUDIT_KEYS = frozenset(
     {
         "enabled",
@@ -291,13 +360,16 @@ def parse_config(text: str, filename: str, base: Path | None) -> Config:
     config = Config(
         source=filename,
         server=_server(r, r.mapping(get(top, "server"), "server", _SERVER_KEYS)),
-        upstream=_upstream(r, r.mapping(get(top, "upstream"), "upstream", _UPSTREAM_KEYS)),
-        forward_zones=_forward_zones(r, r.mapping(get(top, "forward_zones"), "forward_zones")),
+        upstream=_upstream(r, r.mapping(get(top, "upstream"), "upstream", _UPSTREAM_KEYS), base),
+        forward_zones=_forward_zones(
+            r, r.mapping(get(top, "forward_zones"), "forward_zones"), base
+        ),
         networks=_networks(r, r.mapping(get(top, "networks"), "networks")),
         lists=_lists(r, r.mapping(get(top, "lists"), "lists"), base),
         allowlist=_allowlist(r, get(top, "allowlist")),
         policies=_policies(r, r.mapping(get(top, "policies"), "policies")),
         cache=_cache(r, r.mapping(get(top, "cache"), "cache", _CACHE_KEYS)),
+        ratelimit=_ratelimit(r, r.mapping(get(top, "ratelimit"), "ratelimit", _RATELIMIT_KEYS)),
         metrics=_metrics(r, r.mapping(get(top, "metrics"), "metrics", _METRICS_KEYS)),
         reload=_reload(r, r.mapping(get(top, "reload"), "reload", _RELOAD_KEYS)),
         egress=_egress(r, r.mapping(get(top, "egress"), "egress", _EGRESS_KEYS)),
@@ -339,6 +411,37 @@ def parse_host_port(text: str, default_port: int, min_port: int = 0) -> HostPort
     return HostPort(str(address), port)
 
 
+def parse_upstream(text: str) -> UpstreamServer:
+    """ADDR[:PORT] (plain DNS, port 53) or tls://ADDR[:PORT][#NAME] (DNS over TLS, port 853).
+
+    NAME is the name the server's certificate must hold; without it, its address.
+    Raise ValueError with the reason.
+    """
+    tls, address, tls_name = _split_upstream(text)
+    port = address.port or (DOT_PORT if tls else 53)
+    return UpstreamServer(HostPort(address.host, port), tls=tls, tls_name=tls_name)
+
+
+def _split_upstream(text: str) -> tuple[bool, HostPort, str | None]:
+    """(tls://?, the address with port 0 when none is written, the #NAME); ValueError."""
+    text = text.strip()
+    if not text.lower().startswith(_TLS_SCHEME):
+        if "#" in text:
+            raise ValueError(f"'#NAME' needs a tls:// address (got {text!r})")
+        return False, parse_host_port(text, 0, min_port=1), None
+    rest, hash_sign, name = text[len(_TLS_SCHEME) :].partition("#")
+    tls_name = _tls_name(name) if hash_sign else None
+    return True, parse_host_port(rest, 0, min_port=1), tls_name
+
+
+def _tls_name(text: str) -> str:
+    """A certificate name to verify: a domain name, normalized; ValueError if it is not one."""
+    try:
+        return normalize_domain(text)
+    except InvalidName as exc:
+        raise ValueError(f"bad TLS name {text!r}: {exc}") from None
+
+
 def _port(text: str, whole: str, min_port: int) -> int:
     plain = text.isascii() and text.isdigit() and (len(text) == 1 or text[0] != "0")
     if not plain or not min_port <= int(text) <= 65535:
@@ -353,6 +456,8 @@ def with_overrides(
     log_level: str | None = None,
     metrics_listen: str | None = None,
     lists: list[str] | None = None,
+    user: str | None = None,
+    group: str | None = None,
 ) -> Config:
     """Apply command-line flags; each replaces its config value only when given.
 
@@ -380,12 +485,19 @@ def with_overrides(
         servers = []
         for text in upstreams:
             try:
-                servers.append(UpstreamServer(parse_host_port(text, 53, min_port=1)))
+                servers.append(parse_upstream(text))
             except ValueError as exc:
                 problems.append(f"--upstream: {exc}")
         config = replace(config, upstream=replace(config.upstream, servers=tuple(servers)))
     if log_level:
         config = replace(config, log_level=log_level)
+    for key, value in (("user", user), ("group", group)):
+        if value is not None and not _ACCOUNT.fullmatch(value):
+            problems.append(f"--{key}: expected a {key} name or number (got {value!r})")
+    if user is not None:
+        config = replace(config, server=replace(config.server, user=user))
+    if group is not None:
+        config = replace(config, server=replace(config.server, group=group))
     if problems:
         raise ConfigError(problems)
     return config
@@ -499,13 +611,71 @@ def _server(r: Reader, node: Mapping | None) -> ServerConfig:
             r.integer(get(node, "max_inflight"), "server.max_inflight", 1, 1_000_000),
             default.max_inflight,
         ),
+        shutdown_timeout=_or(
+            r.number(
+                get(node, "shutdown_timeout"), "server.shutdown_timeout", high=300, at_least=0
+            ),
+            default.shutdown_timeout,
+        ),
+        user=_account(r, node, "user"),
+        group=_account(r, node, "group"),
     )
 
 
-def _upstream(r: Reader, node: Mapping | None) -> UpstreamConfig:
+def _account(r: Reader, node: Mapping | None, key: str) -> str | None:
+    """server.user / server.group: a name or a number (as text); null means none."""
+    child = get(node, key)
+    if child is None or (isinstance(child, Scalar) and child.value is None and not child.quoted):
+        return None
+    if isinstance(child, Scalar) and child.tag == "tag:yaml.org,2002:int" and not child.quoted:
+        value = r.integer(child, f"server.{key}", 0, 2**32 - 2)
+        return None if value is None else str(value)
+    text = r.string(child, f"server.{key}")
+    if text is not None and not _ACCOUNT.fullmatch(text):
+        r.problem(child.line, f"server.{key}", f"expected a {key} name or number (got {text!r})")
+        return None
+    return text
+
+
+def _ratelimit(r: Reader, node: Mapping | None) -> RateLimitConfig:
+    default = RateLimitConfig()
+    action = _or(r.string(get(node, "action"), "ratelimit.action"), default.action)
+    if action not in RATELIMIT_ACTIONS:
+        actions = ", ".join(RATELIMIT_ACTIONS)
+        line = node.items["action"][0] if node else 0
+        r.problem(line, "ratelimit.action", f"must be one of {actions} (got {action!r})")
+        action = default.action
+    exempt = default.exempt_networks
+    if get(node, "exempt_networks") is not None:
+        prefixes = []
+        path = "ratelimit.exempt_networks"
+        for line, item_path, text in r.strings(get(node, "exempt_networks"), path):
+            try:
+                prefixes.append(ipaddress.ip_network(text, strict=True))
+            except ValueError as exc:
+                r.problem(line, item_path, str(exc))
+        exempt = tuple(prefixes)
+    return RateLimitConfig(
+        enabled=_or(r.boolean(get(node, "enabled"), "ratelimit.enabled"), default.enabled),
+        rate=_or(r.number(get(node, "rate"), "ratelimit.rate", high=1e9, at_least=0), default.rate),
+        burst=_or(r.integer(get(node, "burst"), "ratelimit.burst", 1, 1_000_000), default.burst),
+        max_inflight=_or(
+            r.integer(get(node, "max_inflight"), "ratelimit.max_inflight", 0, 1_000_000),
+            default.max_inflight,
+        ),
+        action=action,
+        max_clients=_or(
+            r.integer(get(node, "max_clients"), "ratelimit.max_clients", 1, 10_000_000),
+            default.max_clients,
+        ),
+        exempt_networks=exempt,
+    )
+
+
+def _upstream(r: Reader, node: Mapping | None, base: Path | None) -> UpstreamConfig:
     default = UpstreamConfig()
     return UpstreamConfig(
-        servers=_server_list(r, get(node, "servers"), "upstream.servers"),
+        servers=_server_list(r, get(node, "servers"), "upstream.servers", base),
         resolv_conf=_or(
             r.string(get(node, "resolv_conf"), "upstream.resolv_conf"), default.resolv_conf
         ),
@@ -541,39 +711,74 @@ def _metrics(r: Reader, node: Mapping | None) -> MetricsConfig:
     )
 
 
-def _server_list(r: Reader, node: Node | None, path: str) -> tuple[UpstreamServer, ...]:
+def _server_list(
+    r: Reader, node: Node | None, path: str, base: Path | None
+) -> tuple[UpstreamServer, ...]:
     servers = []
     for index, child in enumerate(r.sequence(node, path)):
         item = f"{path}[{index}]"
         if isinstance(child, Mapping):
-            r.mapping(child, item, _SERVER_ENTRY_KEYS)
-            text = r.string(get(child, "address"), item + ".address")
-            if "address" not in child.items:
-                r.problem(child.line, item, "missing required key 'address'")
-            port = _or(r.integer(get(child, "port"), item + ".port", 1, 65535), 53)
-            timeout = r.number(get(child, "timeout"), item + ".timeout", 0, 60)
-            if text is None:
-                continue
-            try:
-                address = parse_host_port(text, port, min_port=1)
-            except ValueError as exc:
-                r.problem(child.line, item + ".address", str(exc))
-                continue
-            if "port" in child.items and address.port != port:
-                r.problem(child.line, item, "port given twice (in address and port)")
-            servers.append(UpstreamServer(address, timeout))
+            server = _server_entry(r, child, item, base)
+            if server is not None:
+                servers.append(server)
         else:
             text = r.string(child, item)
             if text is None:
                 continue
             try:
-                servers.append(UpstreamServer(parse_host_port(text, 53, min_port=1)))
+                servers.append(parse_upstream(text))
             except ValueError as exc:
                 r.problem(child.line, item, str(exc))
     return tuple(servers)
 
 
-def _forward_zones(r: Reader, node: Mapping | None) -> tuple[ForwardZone, ...]:
+def _server_entry(r: Reader, child: Mapping, item: str, base: Path | None) -> UpstreamServer | None:
+    """{address, port, timeout, tls, tls_name, ca_file}; address may use the string forms."""
+    r.mapping(child, item, _SERVER_ENTRY_KEYS)
+    text = r.string(get(child, "address"), item + ".address")
+    if "address" not in child.items:
+        r.problem(child.line, item, "missing required key 'address'")
+    port = r.integer(get(child, "port"), item + ".port", 1, 65535)
+    timeout = r.number(get(child, "timeout"), item + ".timeout", 0, 60)
+    tls = r.boolean(get(child, "tls"), item + ".tls")
+    tls_name = r.string(get(child, "tls_name"), item + ".tls_name")
+    ca_file = r.string(get(child, "ca_file"), item + ".ca_file")
+    if text is None:
+        return None
+    try:
+        scheme_tls, address, written_name = _split_upstream(text)
+    except ValueError as exc:
+        r.problem(child.line, item + ".address", str(exc))
+        return None
+    if scheme_tls and tls is False:
+        r.problem(_key_line(child, "tls"), item + ".tls", "false, but the address is tls://")
+    is_tls = scheme_tls or bool(tls)
+    if port is not None and address.port and address.port != port:
+        r.problem(child.line, item, "port given twice (in address and port)")
+    if tls_name is not None:
+        try:
+            tls_name = _tls_name(tls_name)
+        except ValueError as exc:
+            r.problem(_key_line(child, "tls_name"), item + ".tls_name", str(exc))
+            tls_name = None
+        if written_name is not None:
+            r.problem(child.line, item, "TLS name given twice (in address and tls_name)")
+    tls_unreadable = tls is None and "tls" in child.items  # reported already
+    for key in ("tls_name", "ca_file"):
+        if key in child.items and not is_tls and not tls_unreadable:
+            r.problem(_key_line(child, key), f"{item}.{key}", "applies to tls servers only")
+    if ca_file == "":
+        r.problem(_key_line(child, "ca_file"), item + ".ca_file", "expected a path (got '')")
+    return UpstreamServer(
+        HostPort(address.host, address.port or port or (DOT_PORT if is_tls else 53)),
+        timeout,
+        tls=is_tls,
+        tls_name=written_name or tls_name,
+        ca_file=_local_path(ca_file, base) if ca_file else None,
+    )
+
+
+def _forward_zones(r: Reader, node: Mapping | None, base: Path | None) -> tuple[ForwardZone, ...]:
     zones = []
     for key, (line, child) in (node.items if node else {}).items():
         path = f"forward_zones.{key}"
@@ -582,7 +787,7 @@ def _forward_zones(r: Reader, node: Mapping | None) -> tuple[ForwardZone, ...]:
         except InvalidName as exc:
             r.problem(line, path, f"bad zone name: {exc}")
             continue
-        servers = _server_list(r, child, path)
+        servers = _server_list(r, child, path, base)
         if not servers:
             r.problem(line, path, "needs at least one server")
             continue
@@ -778,6 +983,28 @@ def _cache(r: Reader, node: Mapping | None) -> CacheConfig:
         negative_max_ttl=_or(
             r.integer(get(node, "negative_max_ttl"), "cache.negative_max_ttl", 0, 604800),
             default.negative_max_ttl,
+        ),
+        serve_stale=_or(r.boolean(get(node, "serve_stale"), "cache.serve_stale"), True),
+        stale_max_age=_or(
+            r.integer(get(node, "stale_max_age"), "cache.stale_max_age", 1, 604800),
+            default.stale_max_age,
+        ),
+        stale_ttl=_or(
+            r.integer(get(node, "stale_ttl"), "cache.stale_ttl", 1, 3600), default.stale_ttl
+        ),
+        stale_client_timeout=_or(
+            r.number(
+                get(node, "stale_client_timeout"),
+                "cache.stale_client_timeout",
+                high=60,
+                at_least=0,
+            ),
+            default.stale_client_timeout,
+        ),
+        prefetch=_or(r.boolean(get(node, "prefetch"), "cache.prefetch"), True),
+        prefetch_min_hits=_or(
+            r.integer(get(node, "prefetch_min_hits"), "cache.prefetch_min_hits", 1, 1_000_000),
+            default.prefetch_min_hits,
         ),
     )
     if config.min_ttl > config.max_ttl and node is not None:

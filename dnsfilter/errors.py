@@ -8,8 +8,9 @@ DnsFilterError
 │   ├── FormatError      the header parsed but the rest did not: answer FORMERR
 │   ├── NotImplementedOpcode  an opcode other than QUERY: answer NOTIMP
 │   └── BadVersion       an EDNS version other than 0: answer BADVERS
-└── UpstreamError        no usable answer from an upstream
-    └── UpstreamTimeout  the upstream did not answer in time
+├── UpstreamError        no usable answer from an upstream
+│   └── UpstreamTimeout  the upstream did not answer in time
+└── PrivilegeError       the process could not become server.user
 """
 
 from __future__ import annotations
@@ -59,3 +60,7 @@ class UpstreamError(DnsFilterError):
 
 class UpstreamTimeout(UpstreamError):
     """An upstream did not answer within its timeout."""
+
+
+class PrivilegeError(DnsFilterError):
+    """Switching to server.user / server.group failed, or left privileges behind."""

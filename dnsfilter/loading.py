@@ -9,6 +9,7 @@ from dnsfilter.config import Config, load_config
 from dnsfilter.lists import load_lists
 from dnsfilter.lists.model import BlockList
 from dnsfilter.lists.sources import HostResolver
+from dnsfilter.upstream import check_ca_files
 
 
 def load_configured(
@@ -17,10 +18,13 @@ def load_configured(
     """The config (the embedded default without a path), adjusted, and its lists.
 
     adjust applies command-line flags before the lists load: --list adds lists, and
-    --upstream is what URL lists resolve their servers' names with.
+    --upstream is what URL lists resolve their servers' names with. The CA files of DNS-over-TLS
+    upstreams are loaded too, so a bad one fails here (check-config) and not at the first query.
     """
     config = load_config(config_path)
     if adjust is not None:
         config = adjust(config)
+    zone_servers = (server for zone in config.forward_zones for server in zone.servers)
+    check_ca_files([*config.upstream.servers, *zone_servers])
     base = config_path.resolve().parent if config_path else Path.cwd()
     return config, load_lists(config.lists, base, HostResolver.from_config(config))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from bisect import bisect_left
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -152,8 +152,17 @@ class CacheView(Protocol):
     hits: int
     misses: int
     evictions: int
+    prefetches: int
 
     def __len__(self) -> int: ...
+
+
+class ServerView(Protocol):
+    """What the collector reads of the listeners (server.QueryHandler is one)."""
+
+    def inflight_count(self) -> int: ...
+
+    def ratelimited_clients(self) -> int: ...
 
 
 class DnsFilterCollector(Collector):
@@ -167,7 +176,9 @@ class DnsFilterCollector(Collector):
         cache: Callable[[], CacheView | None],
         clock: Callable[[], float] = time.time,
         audit: AuditStats | None = None,
+        server: Callable[[], ServerView | None] = lambda: None,
     ) -> None:
+        self.server = server
         self.queries = queries
         self.upstreams = upstreams
         self.lists = lists
@@ -243,11 +254,16 @@ class DnsFilterCollector(Collector):
         evictions = CounterMetricFamily(
             "dnsfilter_cache_evictions", "Entries evicted to keep the cache within max_entries."
         )
+        prefetches = CounterMetricFamily(
+            "dnsfilter_cache_prefetches",
+            "Refreshes of popular entries started shortly before they expired.",
+        )
         entries.add_metric((), len(cache) if cache is not None else 0)
         hits.add_metric((), cache.hits if cache is not None else 0)
         misses.add_metric((), cache.misses if cache is not None else 0)
         evictions.add_metric((), cache.evictions if cache is not None else 0)
-        yield from (entries, hits, misses, evictions)
+        prefetches.add_metric((), cache.prefetches if cache is not None else 0)
+        yield from (entries, hits, misses, evictions, prefetches)
 
         list_entries = GaugeMetricFamily(
             "dnsfilter_list_entries", "Domain entries in each loaded list.", labels=("list",)
@@ -277,6 +293,20 @@ class DnsFilterCollector(Collector):
         )
         tcp.add_metric((), self.queries.tcp_rejected)
         yield tcp
+
+        server = self.server()
+        inflight = GaugeMetricFamily(
+            "dnsfilter_inflight_queries",
+            "Cache misses being resolved now (UDP and TCP), against server.max_inflight.",
+        )
+        inflight.add_metric((), server.inflight_count() if server is not None else 0)
+        limited = GaugeMetricFamily(
+            "dnsfilter_ratelimited_clients",
+            "Clients (IPv4 addresses, IPv6 /64s) over a per-client limit in the last minute.",
+        )
+        limited.add_metric((), server.ratelimited_clients() if server is not None else 0)
+        yield inflight
+        yield limited
 
         dropped = CounterMetricFamily(
             "dnsfilter_audit_events_dropped",
@@ -315,9 +345,15 @@ class Metrics:
         self.lists = ListStats()
         self.audit = AuditStats()
         self._cache: CacheView | None = None
+        self._server: ServerView | None = None
         self.registry.register(
             DnsFilterCollector(
-                self.queries, self.upstreams, self.lists, lambda: self._cache, audit=self.audit
+                self.queries,
+                self.upstreams,
+                self.lists,
+                lambda: self._cache,
+                audit=self.audit,
+                server=lambda: self._server,
             )
         )
         ProcessCollector(registry=self.registry)
@@ -327,6 +363,9 @@ class Metrics:
     def watch_cache(self, cache: CacheView | None) -> None:
         self._cache = cache
 
+    def watch_server(self, server: ServerView | None) -> None:
+        self._server = server
+
     def lists_loaded(self, entries: Iterable[tuple[str, int]], now: float | None = None) -> None:
         loaded_at = time.time() if now is None else now
         for name, count in entries:
@@ -334,6 +373,133 @@ class Metrics:
 
     def list_reload_failed(self, name: str) -> None:
         self.lists.reload_failures[name] += 1
+
+
+# ---------------------------------------------------------------------------------------
+# `dnsfilter monitor`: a process of its own, with a registry of its own
+
+
+@dataclass
+class BypassStats:
+    """Bypass events of `dnsfilter monitor`, keyed (network, kind, list).
+
+    Written by one thread only (the capture thread: scapy's sniffer, or the main thread reading
+    a file) and read by the metrics thread. `events[key] += 1` is a read and a store, not one
+    atomic step, but with a single writer no increment can be lost; the reader copies with
+    dict(), one C call under the GIL, so it never sees the dict change size mid-iteration.
+    """
+
+    events: Counter[tuple[str, str, str]] = field(default_factory=Counter)
+
+    def bind(self, labels: Iterable[tuple[str, str, str]]) -> None:
+        """Export these (network, kind, list) series at 0 before their first event."""
+        for key in labels:
+            self.events.setdefault(key, 0)
+
+
+class MonitorView(Protocol):
+    """What the collector reads of the monitor's packet counters (MonitorStats is one)."""
+
+    @property
+    def packets(self) -> int: ...
+    @property
+    def skipped(self) -> Mapping[str, int]: ...
+    @property
+    def ignored(self) -> Mapping[str, int]: ...
+    @property
+    def errors(self) -> int: ...
+    @property
+    def kernel_drops(self) -> int: ...
+
+
+class MonitorCollector(Collector):
+    """The monitor's metric families, built from its plain counters at scrape time."""
+
+    def __init__(
+        self,
+        bypass: BypassStats,
+        monitor: MonitorView,
+        skip_reasons: Sequence[str],
+        audit: AuditStats,
+    ) -> None:
+        self.bypass = bypass
+        self.monitor = monitor
+        self.skip_reasons = tuple(skip_reasons)
+        self.audit = audit
+
+    def collect(self) -> Iterator[Metric]:
+        events = CounterMetricFamily(
+            "dnsfilter_bypass_events",
+            "Traffic that went around the resolver, by client network, kind and list.",
+            labels=("network", "kind", "list"),
+        )
+        for labels, value in sorted(dict(self.bypass.events).items()):
+            events.add_metric(labels, value)
+        yield events
+
+        monitor = self.monitor
+        packets = CounterMetricFamily(
+            "dnsfilter_monitor_packets", "Packets the monitor read (from the file or the socket)."
+        )
+        packets.add_metric((), monitor.packets)
+        yield packets
+        skipped = CounterMetricFamily(
+            "dnsfilter_monitor_packets_skipped",
+            "Packets passed over: broken (truncated, fragment, malformed) or of no interest "
+            "(not_ip, not_tcp_udp).",
+            labels=("reason",),
+        )
+        passed_over = {**dict(monitor.skipped), **dict(monitor.ignored)}
+        for reason in self.skip_reasons:
+            skipped.add_metric((reason,), passed_over.get(reason, 0))
+        yield skipped
+        errors = CounterMetricFamily(
+            "dnsfilter_monitor_packet_errors",
+            "Packets that raised an error inside the monitor (a bug; the first is logged).",
+        )
+        errors.add_metric((), monitor.errors)
+        yield errors
+        drops = CounterMetricFamily(
+            "dnsfilter_monitor_kernel_drops",
+            "Packets the kernel dropped because the monitor fell behind (live capture only).",
+        )
+        drops.add_metric((), monitor.kernel_drops)
+        yield drops
+
+        dropped = CounterMetricFamily(
+            "dnsfilter_audit_events_dropped",
+            "Audit events lost because the audit buffer was full (the oldest go first).",
+        )
+        dropped.add_metric((), self.audit.dropped)
+        write_failures = CounterMetricFamily(
+            "dnsfilter_audit_write_failures",
+            "Audit batches (or retention and size prunes) that a writer failed to store.",
+        )
+        write_failures.add_metric((), self.audit.write_failures)
+        yield dropped
+        yield write_failures
+
+        build = InfoMetricFamily("dnsfilter_build", "The running dnsfilter version.")
+        build.add_metric((), {"version": __version__})
+        yield build
+
+
+class MonitorMetrics:
+    """The metrics of `dnsfilter monitor` on one registry (a fresh one per test)."""
+
+    def __init__(
+        self,
+        monitor: MonitorView,
+        skip_reasons: Sequence[str],
+        registry: CollectorRegistry | None = None,
+    ) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self.bypass = BypassStats()
+        self.audit = AuditStats()
+        self.registry.register(MonitorCollector(self.bypass, monitor, skip_reasons, self.audit))
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
+        GCCollector(registry=self.registry)
 
 
 def qtype_label(qtype: int) -> str:

@@ -1,4 +1,5 @@
-"""The audit trail of blocked attempts (and, optionally, of every query).
+"""The audit trail of blocked attempts (and, optionally, of every query), and of the bypass
+events `dnsfilter monitor` sees.
 
 The query path hands each event to an AuditSink's `record`, which must only append to
 memory: writing to disk happens off the hot path, in batches.
@@ -9,6 +10,11 @@ worker thread every `flush_interval` seconds, or as soon as it is half full. The
 pseudonymizes client addresses and gives the rows to each writer: SQLite (the store
 `dnsfilter report` reads) and JSON lines (for log shippers). SQLite therefore never runs on
 the event loop, and the buffer is touched only by the loop's thread, so it needs no lock.
+
+AuditThread feeds the same AuditLog from a process without an event loop (`dnsfilter
+monitor`, whose events come from a capture thread): record() takes a lock, and a writer thread
+of its own hands the batches to the AuditLog's writers. Bypass events are rows like any other,
+with result "bypass", the event kind in `action` and the address reached in `destination`.
 """
 
 from __future__ import annotations
@@ -26,8 +32,9 @@ import os
 import secrets
 import sqlite3
 import sys
+import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -48,8 +55,12 @@ HASH_HEX_DIGITS = 16
 MAINTENANCE_INTERVAL = 60.0
 #: A size prune deletes down to this fraction of the cap, so it does not run on every batch.
 SIZE_PRUNE_TARGET = 0.9
-#: The SQLite schema version (PRAGMA user_version) this module writes and reads.
-SCHEMA_VERSION = 1
+#: The SQLite schema version (PRAGMA user_version) this module writes and reads. Version 2
+#: added `destination`; a version 1 store gets the column when a writer opens it, and the
+#: report reads one as it is (its rows have no destination).
+SCHEMA_VERSION = 2
+#: The result of a bypass event (`dnsfilter monitor`); its action is the event kind.
+BYPASS_RESULT = "bypass"
 _WAL_LIMIT = 4 * 1024 * 1024
 
 _SCHEMA = """
@@ -63,30 +74,35 @@ CREATE TABLE IF NOT EXISTS events (
     result TEXT NOT NULL,
     list TEXT NOT NULL,
     category TEXT NOT NULL,
-    action TEXT NOT NULL
+    action TEXT NOT NULL,
+    destination TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS events_time ON events (time);
 CREATE INDEX IF NOT EXISTS events_list_network ON events (list, network);
 """
 _INSERT = (
-    "INSERT INTO events (time, client, network, qname, qtype, result, list, category, action)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "INSERT INTO events"
+    " (time, client, network, qname, qtype, result, list, category, action, destination)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
+_ADD_DESTINATION = "ALTER TABLE events ADD COLUMN destination TEXT NOT NULL DEFAULT ''"
 
 
 class AuditEvent(NamedTuple):
-    """One audited query. A NamedTuple: built on the hot path for every blocked query, and
-    a tuple is immutable at a third of a frozen dataclass's construction cost."""
+    """One audited query or bypass event. A NamedTuple: built on the hot path for every
+    blocked query, and a tuple is immutable at a third of a frozen dataclass's construction
+    cost."""
 
     time: float  #: Unix time
     client: str  #: the client's address (pseudonymized by the sink if configured)
     network: str
     qname: str
     qtype: int
-    result: str  #: a ReplyKind value: blocked, forwarded, cached, refused, ...
+    result: str  #: a ReplyKind value (blocked, forwarded, cached, ...) or BYPASS_RESULT
     list_name: str = ""  #: the list that blocked it
     category: str = ""
-    action: str = ""  #: the blocking mode applied (null, nxdomain, ...)
+    action: str = ""  #: the blocking mode applied (null, nxdomain, ...); a bypass's kind
+    destination: str = ""  #: a bypass's ADDR:PORT ([V6ADDR]:PORT); "" for queries
 
 
 class AuditSink(Protocol):
@@ -97,7 +113,7 @@ class AuditSink(Protocol):
 
 
 #: An event as writers receive it: AuditEvent's fields in order, client already pseudonymized.
-Row = tuple[float, str, str, str, int, str, str, str, str]
+Row = tuple[float, str, str, str, int, str, str, str, str, str]
 
 
 class AuditWriter(Protocol):
@@ -212,13 +228,26 @@ class SqliteWriter:
             # A big batch grows the write-ahead log; give the space back after checkpoints.
             self.db.execute(f"PRAGMA journal_size_limit = {_WAL_LIMIT}")
             version = self.db.execute("PRAGMA user_version").fetchone()[0]
-            if version not in (0, SCHEMA_VERSION):
+            if version not in (0, 1, SCHEMA_VERSION):
                 raise sqlite3.DatabaseError(f"schema version {version}, expected {SCHEMA_VERSION}")
             self.db.executescript(_SCHEMA)
-            self.db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            self._migrate()
         except sqlite3.Error:
             self.db.close()
             raise
+
+    def _migrate(self) -> None:
+        """Bring a version 1 store to SCHEMA_VERSION. In one write transaction, looking at the
+        columns rather than the version: `serve` and `monitor` may open the store at once."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            if "destination" not in _columns(self.db, "events"):
+                self.db.execute(_ADD_DESTINATION)
+            self.db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
 
     def write(self, rows: Sequence[Row]) -> None:
         if rows:
@@ -330,18 +359,20 @@ class JsonlWriter:
 
 
 def format_json_line(row: Row) -> str:
-    when, client, network, qname, qtype, result, list_name, category, action = row
+    when, client, network, qname, qtype, result, list_name, category, action, destination = row
     return json.dumps(
         {
             "time": format_time(when, "milliseconds"),
             "client": client,
             "network": network,
             "qname": qname,
-            "qtype": qtype_name(qtype),
+            # A bypass event has no query type (0): an empty string, not "TYPE0".
+            "qtype": qtype_name(qtype) if qtype or result != BYPASS_RESULT else "",
             "result": result,
             "list": list_name,
             "category": category,
             "action": action,
+            "destination": destination,
         },
         separators=(",", ":"),
     )
@@ -465,6 +496,7 @@ class AuditLog:
                 e.list_name,
                 e.category,
                 e.action,
+                e.destination,
             )
             for e in batch
         ]
@@ -494,8 +526,86 @@ class AuditLog:
             except Exception as exc:
                 log.error("audit: closing %s failed: %s", writer.name, exc)
 
+    def write_batch(self, batch: Iterable[AuditEvent]) -> None:
+        """Pseudonymize and write batch in the calling thread; for AuditThread, whose one
+        writer thread is then the only caller."""
+        self._write(batch)
+
+    def write_and_close(self, batch: Iterable[AuditEvent]) -> None:
+        """The last batch, in the calling thread; then close the writers."""
+        self._write_and_close(batch)
+        self._executor.shutdown(wait=True)
+
     def describe(self) -> str:
         return ", ".join(writer.name for writer in self.writers)
+
+
+class AuditThread:
+    """Hands events to an AuditLog from any thread, without an event loop (`dnsfilter
+    monitor`: events come from the capture thread, scapy's or the main one).
+
+    record() appends under a lock (a few hundred nanoseconds; a monitor raises far fewer events
+    than it reads packets) and, once the buffer is half full, wakes the writer thread. That
+    thread takes the buffer every flush_interval seconds, or when woken, and writes it with
+    AuditLog.write_batch: pseudonymization, writers, pruning, failure counts as for `serve`.
+    A full buffer drops its oldest event and counts it in the log's AuditStats.
+    """
+
+    def __init__(self, audit: AuditLog) -> None:
+        self.audit = audit
+        self._lock = threading.Lock()
+        self._buffer: deque[AuditEvent] = deque()
+        self._early = max(1, audit.buffer_size // 2)
+        self._wake = threading.Event()
+        self._closing = False
+        self._thread: threading.Thread | None = None
+
+    def record(self, event: AuditEvent) -> None:
+        with self._lock:
+            buffer = self._buffer
+            if len(buffer) >= self.audit.buffer_size:
+                buffer.popleft()
+                self.audit.stats.dropped += 1
+            buffer.append(event)
+            if len(buffer) >= self._early:
+                self._wake.set()
+
+    @property
+    def pending(self) -> int:
+        return len(self._buffer)
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="dnsfilter-audit", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._closing:
+            self._wake.wait(self.audit.flush_interval)
+            self._wake.clear()
+            try:
+                self.audit.write_batch(self._take())
+            except Exception:
+                # The AuditLog counts and logs writer failures itself; this is anything else.
+                self.audit.stats.write_failures += 1
+                log.exception("audit: writing a batch failed")
+
+    def close(self) -> None:
+        """Stop the writer thread, write what is still buffered, close the writers."""
+        self._closing = True
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        self.audit.write_and_close(self._take())
+
+    def _take(self) -> list[AuditEvent]:
+        with self._lock:
+            batch = list(self._buffer)
+            self._buffer.clear()
+        return batch
+
+    def describe(self) -> str:
+        return self.audit.describe()
 
 
 def build_audit_log(config: AuditConfig, stats: AuditStats | None = None) -> AuditLog | None:
@@ -558,7 +668,7 @@ def _reason(exc: Exception) -> str:
 
 @dataclass(frozen=True, slots=True)
 class DeviceAttempts:
-    """One client's blocked attempts at one list: a row of `dnsfilter report`."""
+    """One client's attempts of one kind at one list: a row of `dnsfilter report`."""
 
     list_name: str
     network: str
@@ -566,15 +676,25 @@ class DeviceAttempts:
     count: int
     first_seen: float
     last_seen: float
-    top_names: tuple[tuple[str, int], ...]  #: (qname, count), most frequent first
+    #: (name, count), most frequent first; a bypass without a name gives its destination
+    top_names: tuple[tuple[str, int], ...]
+    kind: str = "blocked"  #: "blocked" (a query dnsfilter answered) or a bypass event kind
 
 
 class NotAnAuditStore(Exception):
     """The file is not a dnsfilter audit database (or not one this version reads)."""
 
 
+def _columns(db: sqlite3.Connection, table: str) -> set[str]:
+    return {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+
+
 def open_store(path: Path) -> sqlite3.Connection:
-    """Open an audit database read-only; raise FileNotFoundError or NotAnAuditStore."""
+    """Open an audit database read-only; raise FileNotFoundError or NotAnAuditStore.
+
+    A version 1 store (no writer has opened it since the upgrade) is read through a temporary
+    view that gives every row an empty destination, so the queries below read both versions.
+    """
     if not path.is_file():
         raise FileNotFoundError(path)
     db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
@@ -586,10 +706,19 @@ def open_store(path: Path) -> sqlite3.Connection:
     except sqlite3.DatabaseError as exc:
         db.close()
         raise NotAnAuditStore(f"{path}: {exc}") from None
-    if version != SCHEMA_VERSION or not has_table:
+    if version not in (1, SCHEMA_VERSION) or not has_table:
         db.close()
         raise NotAnAuditStore(f"{path}: not a dnsfilter audit database (schema {version})")
+    if "destination" not in _columns(db, "events"):
+        # A TEMP object: allowed on a read-only connection, and found before main's table.
+        db.execute("CREATE TEMP VIEW events AS SELECT *, '' AS destination FROM main.events")
     return db
+
+
+#: A row's kind: "blocked" for a blocked query, the event kind for a bypass.
+_KIND = f"CASE WHEN result = '{BYPASS_RESULT}' THEN action ELSE result END"
+#: What a row reached: the name asked or sent as TLS server name, else the address.
+_TARGET = "CASE WHEN qname != '' THEN qname ELSE destination END"
 
 
 def blocked_devices(
@@ -600,8 +729,36 @@ def blocked_devices(
     top: int = 3,
 ) -> list[DeviceAttempts]:
     """Per list, the clients with blocked attempts: ordered by list, then count descending."""
-    where = ["result = 'blocked'"]
+    return device_attempts(db, ("blocked",), since, list_name, network, top)
+
+
+def device_attempts(
+    db: sqlite3.Connection,
+    kinds: Iterable[str],
+    since: float | None = None,
+    list_name: str | None = None,
+    network: str | None = None,
+    top: int = 3,
+) -> list[DeviceAttempts]:
+    """Per list and client, its attempts of each of kinds ("blocked" and bypass event kinds).
+
+    Ordered by list, then by the client's attempts of all these kinds together (highest
+    first), network and client, so a device's rows stand together; then by kind.
+    """
+    wanted = sorted(set(kinds))
+    bypass = [kind for kind in wanted if kind != "blocked"]
+    either = []
     params: list[object] = []
+    if "blocked" in wanted:
+        either.append("result = 'blocked'")
+    if bypass:
+        either.append(
+            f"(result = '{BYPASS_RESULT}' AND action IN ({', '.join('?' * len(bypass))}))"
+        )
+        params.extend(bypass)
+    if not either:
+        return []
+    where = [f"({' OR '.join(either)})"]
     if since is not None:
         where.append("time >= ?")
         params.append(since)
@@ -613,24 +770,35 @@ def blocked_devices(
         params.append(network)
     condition = " AND ".join(where)
     devices = db.execute(
-        "SELECT list, network, client, count(*), min(time), max(time) FROM events"
-        f" WHERE {condition} GROUP BY list, network, client"
-        " ORDER BY list, count(*) DESC, network, client",
+        f"SELECT list, network, client, {_KIND} AS kind, count(*), min(time), max(time)"
+        f" FROM events WHERE {condition} GROUP BY list, network, client, kind",
         params,
     ).fetchall()
-    names: dict[tuple[str, str, str], list[tuple[str, int]]] = {}
-    for list_, net, client, qname, count in db.execute(
-        "SELECT list, network, client, qname, n FROM ("
-        " SELECT list, network, client, qname, count(*) AS n, row_number() OVER ("
-        "  PARTITION BY list, network, client ORDER BY count(*) DESC, qname) AS rank"
-        f" FROM events WHERE {condition} GROUP BY list, network, client, qname"
+    names: dict[tuple[str, str, str, str], list[tuple[str, int]]] = {}
+    for list_, net, client, kind, target, count in db.execute(
+        "SELECT list, network, client, kind, target, n FROM ("
+        " SELECT list, network, client, kind, target, count(*) AS n, row_number() OVER ("
+        "  PARTITION BY list, network, client, kind ORDER BY count(*) DESC, target) AS rank"
+        f" FROM (SELECT *, {_KIND} AS kind, {_TARGET} AS target FROM events WHERE {condition})"
+        " GROUP BY list, network, client, kind, target"
         ") WHERE rank <= ? ORDER BY rank",
         [*params, top],
     ):
-        names.setdefault((list_, net, client), []).append((qname, count))
+        names.setdefault((list_, net, client, kind), []).append((target, count))
+    totals: Counter[tuple[str, str, str]] = Counter()
+    for list_, net, client, _kind, count, _first, _last in devices:
+        totals[list_, net, client] += count
+    devices.sort(key=lambda d: (d[0], -totals[d[0], d[1], d[2]], d[1], d[2], d[3]))
     return [
         DeviceAttempts(
-            list_, net, client, count, first, last, tuple(names.get((list_, net, client), ()))
+            list_,
+            net,
+            client,
+            count,
+            first,
+            last,
+            tuple(names.get((list_, net, client, kind), ())),
+            kind,
         )
-        for list_, net, client, count, first, last in devices
+        for list_, net, client, kind, count, first, last in devices
     ]

@@ -3,6 +3,10 @@
 It answers "which devices still have WeChat installed": one row per (list, network, client)
 with its blocked attempts, first and last seen and the names it asked for most. Clients are
 shown as stored, so a pseudonymized store yields pseudonyms.
+
+With --kind, the bypass events of `dnsfilter monitor` (same store) are shown beside them:
+one row per (list, network, client, kind), a device's rows together, and a kind column.
+Without --kind the output is the blocked attempts only, in the columns it always had.
 """
 
 from __future__ import annotations
@@ -20,8 +24,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from dnsfilter.config import load_config
+from dnsfilter.egress.detect import EventKind
 from dnsfilter.errors import ConfigError
-from dnsfilter.querylog import DeviceAttempts, NotAnAuditStore, blocked_devices, format_time
+from dnsfilter.querylog import DeviceAttempts, NotAnAuditStore, device_attempts, format_time
 from dnsfilter.querylog import open_store as open_audit_store
 
 if TYPE_CHECKING:
@@ -32,6 +37,23 @@ EXIT_INVALID = 2
 
 FORMATS = ("table", "csv", "json")
 COLUMNS = ("list", "network", "client", "count", "first_seen", "last_seen", "top_names")
+#: The columns with --kind.
+KIND_COLUMNS = (
+    "list",
+    "network",
+    "client",
+    "kind",
+    "count",
+    "first_seen",
+    "last_seen",
+    "top_names",
+)
+BLOCKED = "blocked"
+#: The bypass event kinds, as the monitor records them.
+BYPASS_KINDS = tuple(kind.value for kind in EventKind)
+#: --kind values: blocked, a bypass kind, or a group of them.
+KIND_GROUPS = {"all": (BLOCKED, *BYPASS_KINDS), "bypass": BYPASS_KINDS}
+KINDS = (*KIND_GROUPS, BLOCKED, *BYPASS_KINDS)
 _DURATION = re.compile(r"(\d+)([smhdw])")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
@@ -52,6 +74,15 @@ def register(commands: Subcommands) -> None:
     )
     report.add_argument("--list", dest="list_name", metavar="L", help="only this list (app)")
     report.add_argument("--network", metavar="N", help="only clients in this network")
+    report.add_argument(
+        "--kind",
+        action="append",
+        choices=KINDS,
+        metavar="KIND",
+        help="show these kinds, with a kind column (repeatable): blocked (queries dnsfilter "
+        "blocked), a bypass kind of `dnsfilter monitor` (" + ", ".join(BYPASS_KINDS) + "), "
+        "bypass (all of those) or all (default: blocked, without the kind column)",
+    )
     report.add_argument("--format", choices=FORMATS, default="table", help="default: table")
     report.set_defaults(command=cmd_report)
 
@@ -98,14 +129,31 @@ def cmd_report(args: argparse.Namespace) -> int:
         )
     except (NotAnAuditStore, sqlite3.Error) as exc:
         return _fail(str(exc))
+    kinds = expand_kinds(args.kind or [BLOCKED])
     try:
-        rows = blocked_devices(db, since, args.list_name, args.network)
+        rows = device_attempts(db, kinds, since, args.list_name, args.network)
+        hidden = 0
+        if args.kind is None and args.format == "table":
+            bypass = device_attempts(db, BYPASS_KINDS, since, args.list_name, args.network)
+            hidden = sum(row.count for row in bypass)
     except sqlite3.Error as exc:
         return _fail(f"{path}: {exc}")
     finally:
         db.close()
-    write_report(rows, args.format, sys.stdout)
+    write_report(rows, args.format, sys.stdout, with_kind=args.kind is not None)
+    if hidden:
+        print(
+            f"dnsfilter report: {hidden} bypass events of `dnsfilter monitor` are not shown; "
+            "add --kind all to see them beside the blocked attempts",
+            file=sys.stderr,
+        )
     return EXIT_OK
+
+
+def expand_kinds(chosen: Sequence[str]) -> tuple[str, ...]:
+    """--kind values to kinds, groups expanded, in KIND_GROUPS["all"] order."""
+    wanted = {kind for choice in chosen for kind in KIND_GROUPS.get(choice, (choice,))}
+    return tuple(kind for kind in KIND_GROUPS["all"] if kind in wanted)
 
 
 def _fail(message: str) -> int:
@@ -113,40 +161,51 @@ def _fail(message: str) -> int:
     return EXIT_INVALID
 
 
-def write_report(rows: Sequence[DeviceAttempts], style: str, out: TextIO) -> None:
+def write_report(
+    rows: Sequence[DeviceAttempts], style: str, out: TextIO, with_kind: bool = False
+) -> None:
     if style == "json":
-        json.dump([_as_json(row) for row in rows], out, indent=2)
+        json.dump([_as_json(row, with_kind) for row in rows], out, indent=2)
         out.write("\n")
     elif style == "csv":
         writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(COLUMNS)
-        writer.writerows(_cells(row, csv_names=True) for row in rows)
+        writer.writerow(KIND_COLUMNS if with_kind else COLUMNS)
+        writer.writerows(_cells(row, with_kind, csv_names=True) for row in rows)
     else:
-        _table(rows, out)
+        _table(rows, out, with_kind)
 
 
-def _as_json(row: DeviceAttempts) -> dict[str, object]:
-    return {
+def _as_json(row: DeviceAttempts, with_kind: bool) -> dict[str, object]:
+    document: dict[str, object] = {
         "list": row.list_name,
         "network": row.network,
         "client": row.client,
-        "count": row.count,
-        "first_seen": format_time(row.first_seen),
-        "last_seen": format_time(row.last_seen),
-        "top_names": [{"name": name, "count": count} for name, count in row.top_names],
     }
+    if with_kind:
+        document["kind"] = row.kind
+    document.update(
+        count=row.count,
+        first_seen=format_time(row.first_seen),
+        last_seen=format_time(row.last_seen),
+        top_names=[{"name": name, "count": count} for name, count in row.top_names],
+    )
+    return document
 
 
-def _cells(row: DeviceAttempts, csv_names: bool = False) -> list[str]:
-    # Domain names hold neither spaces nor colons, so name:count pairs split back cleanly.
+def _cells(row: DeviceAttempts, with_kind: bool, csv_names: bool = False) -> list[str]:
+    # Domain names hold neither spaces nor colons, so name:count pairs split back cleanly;
+    # an address:port target splits at its last colon.
     if csv_names:
         names = " ".join(f"{name}:{count}" for name, count in row.top_names)
     else:
         names = ", ".join(f"{name} ({count})" for name, count in row.top_names)
+    # A query for an unlisted name to another resolver has no list: "-" for people.
+    list_name = row.list_name if csv_names else row.list_name or "-"
     return [
-        row.list_name,
+        list_name,
         row.network,
         row.client,
+        *([row.kind] if with_kind else []),
         str(row.count),
         format_time(row.first_seen),
         format_time(row.last_seen),
@@ -154,12 +213,15 @@ def _cells(row: DeviceAttempts, csv_names: bool = False) -> list[str]:
     ]
 
 
-def _table(rows: Sequence[DeviceAttempts], out: TextIO) -> None:
+def _table(rows: Sequence[DeviceAttempts], out: TextIO, with_kind: bool) -> None:
     if not rows:
-        out.write("no blocked attempts recorded\n")
+        out.write(
+            "nothing of these kinds recorded\n" if with_kind else "no blocked attempts recorded\n"
+        )
         return
-    header = [column.upper().replace("_", " ") for column in COLUMNS]
-    lines = [header, *(_cells(row) for row in rows)]
+    columns = KIND_COLUMNS if with_kind else COLUMNS
+    header = [column.upper().replace("_", " ") for column in columns]
+    lines = [header, *(_cells(row, with_kind) for row in rows)]
     widths = [max(len(line[i]) for line in lines) for i in range(len(header) - 1)]
     for line in lines:
         # The last column is left ragged: it is the long one.

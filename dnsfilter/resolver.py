@@ -7,20 +7,40 @@ asynchronous `resolve`, which forwards, caches and answers.
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import logging
+import math
 import time
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
-from dnsfilter.cache import AnswerCache, CacheKey, TtlPolicy, make_entry, make_passthrough
+from dnsfilter.cache import (
+    AnswerCache,
+    CacheEntry,
+    CacheKey,
+    TtlPolicy,
+    make_entry,
+    make_passthrough,
+)
 from dnsfilter.config import Config, HostPort, UpstreamServer, read_resolv_conf
 from dnsfilter.errors import ConfigError, UpstreamError
 from dnsfilter.lists.model import BlockList
 from dnsfilter.metrics import UpstreamStats
-from dnsfilter.policy import Action, Policy, Verdict, build_policy
-from dnsfilter.upstream import Upstream, UpstreamGroup
-from dnsfilter.wire import EdeCode, Query, Rcode, build_reply, ede_option, opt_record, truncate_for
+from dnsfilter.policy import Action, Inspection, Policy, Verdict, build_policy
+from dnsfilter.upstream import Upstream, UpstreamAnswer, UpstreamGroup
+from dnsfilter.wire import (
+    CLASS_IN,
+    EdeCode,
+    QType,
+    Query,
+    Rcode,
+    answer_record,
+    build_reply,
+    ede_option,
+    opt_record,
+    truncate_for,
+)
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +54,9 @@ class ReplyKind(enum.Enum):
     FORMERR = "formerr"
     NOTIMP = "notimp"
     DROPPED = "dropped"
+    STALE = "stale"  #: an expired cache entry, because no upstream answered (RFC 8767)
+    RATELIMITED = "ratelimited"  #: over a per-client limit: dropped, or REFUSED by config
+    MINIMAL = "minimal"  #: an ANY query answered with RFC 8482's synthetic HINFO
 
 
 class Reply(NamedTuple):
@@ -44,6 +67,14 @@ class Reply(NamedTuple):
 
 _PROHIBITED = ede_option(EdeCode.PROHIBITED, "client is not in a configured network")
 _UNREACHABLE = ede_option(EdeCode.NETWORK_ERROR, "no upstream answered")
+_STALE = ede_option(EdeCode.STALE_ANSWER, "no upstream answered")
+#: Refreshes (prefetches, and resolutions that outlived their stale answer) at once; past
+#: this, a prefetch is skipped and the entry simply expires.
+_MAX_BACKGROUND = 256
+#: RFC 8482 4.2: HINFO with CPU "RFC8482" and an empty OS, owned by the question name.
+ANY_HINFO_TTL = 3600
+_ANY = int(QType.ANY)  #: a plain int: an IntEnum member costs a lookup on every query
+_ANY_HINFO = answer_record(QType.HINFO, ANY_HINFO_TTL, b"\x07RFC8482\x00")
 
 
 class ZoneRouter:
@@ -76,12 +107,23 @@ class Resolver:
         cache: AnswerCache | None,
         clock: Callable[[], float] = time.monotonic,
         groups: Sequence[UpstreamGroup] = (),
+        *,
+        stale_ttl: int = 0,
+        stale_client_timeout: float = 0.0,
+        prefetch_min_hits: int = 0,
     ) -> None:
         self.policy = policy
         self.router = router
         self.cache = cache
         self.clock = clock
         self.groups = tuple(groups)  #: every upstream group, for health checks
+        #: TTL of stale answers (RFC 8767); 0: never serve stale
+        self.stale_ttl = stale_ttl if cache is not None and cache.stale_max_age > 0 else 0
+        #: seconds a query with a stale entry waits for the upstreams; 0: until they fail
+        self.stale_client_timeout = stale_client_timeout
+        #: hits in an entry's last tenth of life that refresh it early; 0: no prefetch
+        self.prefetch_min_hits = prefetch_min_hits
+        self._background: set[asyncio.Task[object]] = set()
 
     def answer_now(self, q: Query) -> Reply | Verdict:
         """A reply when no network is needed; else the ALLOW verdict to hand to resolve()."""
@@ -94,20 +136,71 @@ class Resolver:
         # 2. Blocklists: a blocked name is answered from the policy's mode, never forwarded.
         if verdict.action is Action.BLOCK:
             return self._blocked(q, verdict)
+        # 2b. ANY (RFC 8482): one synthetic HINFO, never forwarded. ANY is the favourite query
+        #     of reflection attacks and no client can rely on it listing every type anyway.
+        if q.qtype == _ANY and q.qclass == CLASS_IN:
+            wire = build_reply(q, Rcode.NOERROR, _ANY_HINFO, 1)
+            return Reply(truncate_for(q, wire), ReplyKind.MINIMAL, verdict)
         # 3. Cache: a fresh entry is served with its TTLs counted down.
         cache = self.cache
         if cache is not None:
-            entry = cache.get(CacheKey(q.qname, q.qtype, q.qclass, q.do, q.cd), self.clock())
+            now = self.clock()
+            entry = cache.get(CacheKey(q.qname, q.qtype, q.qclass, q.do, q.cd), now)
             if entry is not None:
+                # In its last tenth of life a popular entry is refreshed in the background.
+                if now >= entry.prefetch_at and self.prefetch_min_hits:
+                    self._late_hit(q, entry)
                 # The answer was inspected when it was cached; this client's policy decides.
                 if entry.inspection is not None and verdict.rule is not None:
                     blocked = self.policy.blocked_answer(verdict.rule, entry.inspection)
                     if blocked is not None:
                         return self._blocked(q, blocked)
                 opt = opt_record(q.do) if q.edns else b""
-                wire = entry.reply(q.id, q.flags, q.question, opt, self.clock())
+                wire = entry.reply(q.id, q.flags, q.question, opt, now)
                 return Reply(truncate_for(q, wire), ReplyKind.CACHED, verdict)
         return verdict
+
+    def _late_hit(self, q: Query, entry: CacheEntry) -> None:
+        """Count a hit near expiry; the prefetch_min_hits-th starts one refresh of the entry."""
+        entry.late_hits += 1
+        if entry.prefetching or entry.late_hits < self.prefetch_min_hits:
+            return
+        if len(self._background) >= _MAX_BACKGROUND:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # answer_now called outside the server (tests, explain)
+            return
+        entry.prefetching = True
+        assert self.cache is not None
+        self.cache.prefetches += 1
+        self._in_background(loop.create_task(self._prefetch(q)))
+
+    async def _prefetch(self, q: Query) -> None:
+        try:
+            await self._fetch(q, self.policy)
+        except UpstreamError as exc:
+            log.debug("prefetch of %s failed: %s", q.qname, exc)
+
+    def _in_background(self, task: asyncio.Task[object]) -> None:
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def _stale(self, q: Query, verdict: Verdict, entry: CacheEntry) -> Reply:
+        """An expired entry with the stale TTL and EDE 3 (RFC 8767), if the policy allows it."""
+        if entry.inspection is not None and verdict.rule is not None:
+            blocked = self.policy.blocked_answer(verdict.rule, entry.inspection)
+            if blocked is not None:
+                return self._blocked(q, blocked)
+        opt = opt_record(q.do, options=_STALE) if q.edns else b""
+        wire = entry.stale_reply(q.id, q.flags, q.question, opt, self.stale_ttl)
+        return Reply(truncate_for(q, wire), ReplyKind.STALE, verdict)
+
+    async def close(self) -> None:
+        """Stop background refreshes and close the connections kept to upstreams."""
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*(group.close() for group in self.groups))
 
     def _blocked(self, q: Query, verdict: Verdict) -> Reply:
         assert verdict.rule is not None
@@ -123,27 +216,35 @@ class Resolver:
     async def resolve(self, q: Query, verdict: Verdict) -> Reply:
         """Answer a query that answer_now could not: forward it and cache the answer."""
         policy = self.policy
-        # 4. Forward: a conditional zone's own upstreams, else the default group.
+        # 4. Stale entry (RFC 8767): an expired answer kept for when no upstream answers;
+        #    after a failed refresh it is served at once for stale_ttl seconds.
+        stale = None
+        if self.stale_ttl:
+            assert self.cache is not None
+            now = self.clock()
+            stale = self.cache.get_stale(CacheKey(q.qname, q.qtype, q.qclass, q.do, q.cd), now)
+            if stale is not None and now < stale.expires_at:
+                stale = None  # refilled meanwhile: forward as for any miss
+            elif stale is not None and now < stale.stale_until:
+                return self._stale(q, verdict, stale)
+        # 5. Forward: a conditional zone's own upstreams, else the default group; then
+        #    inspect and cache the answer (_fetch).
         try:
-            answer = await self.router.upstream_for(q.qname).forward(q)
+            if stale is not None and self.stale_client_timeout > 0:
+                fetched = await self._fetch_or_stale(q, policy, stale)
+                if fetched is None:
+                    return self._stale(q, verdict, stale)
+            else:
+                fetched = await self._fetch(q, policy)
         except UpstreamError as exc:
+            if stale is not None:
+                log.debug("stale answer for %s: %s", q.qname, exc)
+                stale.stale_until = self.clock() + self.stale_ttl
+                return self._stale(q, verdict, stale)
             log.debug("SERVFAIL for %s: %s", q.qname, exc)
             ede = _UNREACHABLE if q.edns else b""
             return Reply(build_reply(q, Rcode.SERVFAIL, ede=ede), ReplyKind.SERVFAIL, verdict)
-        # 5. Inspect the answer: a CNAME into a blocked name, or an address inside a
-        #    list's networks, blocks it for policies that ask for it.
-        inspection = policy.inspect(answer.wire, answer.scan) if policy.inspects else None
-        # 6. Cache what may be cached (unless a reload swapped the lists meanwhile); the
-        #    reply is served from the same entry either way.
-        now = self.clock()
-        cache = self.cache
-        entry = None
-        if cache is not None:
-            entry = make_entry(answer.wire, answer.scan, now, cache.ttl_policy)
-            if entry is not None:
-                entry.inspection = inspection
-                if self.policy is policy:
-                    cache.put(CacheKey(q.qname, q.qtype, q.qclass, q.do, q.cd), entry)
+        answer, inspection, entry, now = fetched
         if inspection is not None and verdict.rule is not None:
             blocked = policy.blocked_answer(verdict.rule, inspection)
             if blocked is not None:
@@ -153,6 +254,59 @@ class Resolver:
         opt = opt_record(q.do) if q.edns else b""
         wire = entry.reply(q.id, q.flags, q.question, opt, now)
         return Reply(truncate_for(q, wire), ReplyKind.FORWARDED, verdict)
+
+    async def _fetch(
+        self, q: Query, policy: Policy
+    ) -> tuple[UpstreamAnswer, Inspection | None, CacheEntry | None, float]:
+        """Forward q, inspect the answer and cache it: (answer, inspection, entry, time)."""
+        answer = await self.router.upstream_for(q.qname).forward(q)
+        # Inspect the answer: a CNAME into a blocked name, or an address inside a list's
+        # networks, blocks it for policies that ask for it.
+        inspection = policy.inspect(answer.wire, answer.scan) if policy.inspects else None
+        # Cache what may be cached (unless a reload swapped the lists meanwhile); the
+        # reply is served from the same entry either way.
+        now = self.clock()
+        cache = self.cache
+        entry = None
+        if cache is not None:
+            entry = make_entry(answer.wire, answer.scan, now, cache.ttl_policy)
+            if entry is not None:
+                entry.inspection = inspection
+                if self.policy is policy:
+                    cache.put(CacheKey(q.qname, q.qtype, q.qclass, q.do, q.cd), entry)
+        return answer, inspection, entry, now
+
+    async def _fetch_or_stale(
+        self, q: Query, policy: Policy, stale: CacheEntry
+    ) -> tuple[UpstreamAnswer, Inspection | None, CacheEntry | None, float] | None:
+        """_fetch, or None after stale_client_timeout: the stale entry answers meanwhile and
+        the resolution goes on in the background, refreshing the cache when it succeeds."""
+        task = asyncio.get_running_loop().create_task(self._fetch(q, policy))
+        self._in_background(task)  # held (and cancelled by close()) whatever this query does
+        waiting = True
+
+        def done(task: asyncio.Task[object]) -> None:
+            stale.stale_until = 0.0  # refreshed (or not cacheable): ask again next time
+            if task.cancelled():
+                return
+            exc = task.exception()
+            if isinstance(exc, UpstreamError):
+                stale.stale_until = self.clock() + self.stale_ttl
+            elif exc is not None and not waiting:  # else the query's own handler logs it
+                log.error("refreshing %s failed", q.qname, exc_info=exc)
+
+        task.add_done_callback(done)
+        try:
+            async with asyncio.timeout(self.stale_client_timeout):
+                return await asyncio.shield(task)
+        except TimeoutError:
+            if task.done():  # finished as the timer fired
+                return task.result()
+        finally:
+            waiting = False
+        # Until the refresh ends, other queries for the name get the stale answer at once.
+        stale.stale_until = math.inf
+        return None
 
 
 def build_resolver(
@@ -171,11 +325,23 @@ def build_resolver(
         group = UpstreamGroup(zone.servers, up.timeout, up.dead_time, stats=stats)
         zones[zone.zone] = group
         groups.append(group)
+    c = config.cache
     cache = None
-    if config.cache.enabled:
-        c = config.cache
-        cache = AnswerCache(c.max_entries, TtlPolicy(c.min_ttl, c.max_ttl, c.negative_max_ttl))
-    return Resolver(policy, ZoneRouter(groups[0], zones), cache, groups=groups)
+    if c.enabled:
+        cache = AnswerCache(
+            c.max_entries,
+            TtlPolicy(c.min_ttl, c.max_ttl, c.negative_max_ttl),
+            stale_max_age=c.stale_max_age if c.serve_stale else 0,
+        )
+    return Resolver(
+        policy,
+        ZoneRouter(groups[0], zones),
+        cache,
+        groups=groups,
+        stale_ttl=c.stale_ttl if c.serve_stale else 0,
+        stale_client_timeout=c.stale_client_timeout,
+        prefetch_min_hits=c.prefetch_min_hits if c.prefetch else 0,
+    )
 
 
 def _resolv_conf_servers(path: str, listen: Sequence[HostPort]) -> tuple[UpstreamServer, ...]:

@@ -3,7 +3,11 @@
 A datagram is parsed and answered inside `datagram_received` whenever the answer needs no
 network (blocked, refused, cached, malformed); only a cache miss becomes a task, and the
 number of those in flight is capped: past the cap a query is dropped, as a full queue
-should drop rather than grow.
+should drop rather than grow. Per-client limits (dnsfilter.ratelimit) are checked right
+after parsing: a client's query rate, and its share of the queries in flight.
+
+On close the listeners first stop accepting (new datagrams and TCP messages are ignored),
+then the queries in flight get up to server.shutdown_timeout to be answered.
 """
 
 from __future__ import annotations
@@ -18,18 +22,21 @@ from time import monotonic, perf_counter, time
 from typing import Any, cast
 
 from dnsfilter.config import RESERVED_NETWORK as NO_NETWORK
-from dnsfilter.config import HostPort, ServerConfig
+from dnsfilter.config import HostPort, RateLimitConfig, ServerConfig
 from dnsfilter.errors import BadVersion, DropPacket, NotImplementedOpcode, WireError
 from dnsfilter.metrics import OTHER_QTYPE, QTYPE_LABELS, QueryStats
 from dnsfilter.policy import Verdict
 from dnsfilter.querylog import AuditEvent, AuditSink
+from dnsfilter.ratelimit import ClientLimits
 from dnsfilter.resolver import Reply, ReplyKind, Resolver
 from dnsfilter.wire import (
+    EdeCode,
     Query,
     Rcode,
     Transport,
     badvers_reply,
     build_reply,
+    ede_option,
     error_reply,
     parse_query,
     truncate_for,
@@ -40,6 +47,7 @@ log = logging.getLogger(__name__)
 _UDP_RECEIVE_BUFFER = 4 * 1024 * 1024
 _TCP_BACKLOG = 128
 _TCP_PIPELINE = 32  #: queries one TCP connection may have in flight at once
+_RATELIMITED = ede_option(EdeCode.OTHER, "rate limited")
 
 
 class ListenError(Exception):
@@ -55,6 +63,7 @@ class QueryHandler:
         config: ServerConfig,
         stats: QueryStats | None = None,
         audit: AuditSink | None = None,
+        ratelimit: RateLimitConfig | None = None,
     ) -> None:
         self.resolver = resolver
         self.stats = stats if stats is not None else QueryStats()
@@ -62,12 +71,29 @@ class QueryHandler:
         self.udp_limit = config.udp_payload_size
         self.max_inflight = config.max_inflight
         self.inflight: set[asyncio.Task[None]] = set()
+        #: per-client limits; None when ratelimit.enabled is false
+        self.limits: ClientLimits | None = None
+        self.rate_limited = False  #: limits is set and its rate is not 0 (unlimited)
+        self.refuse_limited = False  #: ratelimit.action refused: answer REFUSED, not nothing
+        if ratelimit is not None and ratelimit.enabled:
+            self.limits = ClientLimits(
+                ratelimit.rate,
+                ratelimit.burst,
+                ratelimit.max_inflight,
+                ratelimit.max_clients,
+                ratelimit.exempt_networks,
+            )
+            self.rate_limited = ratelimit.rate > 0
+            self.refuse_limited = ratelimit.action == "refused"
+        self.draining = False  #: shutting down: new queries are ignored
 
     def handle(
         self, data: bytes, client: tuple[str, int], transport: Transport
     ) -> bytes | tuple[Query, Verdict, float] | None:
         """bytes to send now, (query, verdict, start time) to resolve, or None to drop."""
         started = perf_counter()
+        if self.draining:
+            return None
         try:
             q = parse_query(data, client, transport, self.udp_limit)
         except DropPacket:
@@ -82,15 +108,34 @@ class QueryHandler:
         except WireError:
             self._count_bad(client, transport, ReplyKind.FORMERR, started)
             return error_reply(data, Rcode.FORMERR)
+        # Per-client limits first: a client over its rate costs no policy or cache work.
+        limits = self.limits
+        key = None
+        if limits is not None:
+            key = limits.key(client[0])  # None: an exempt network
+            if key is not None and self.rate_limited and not limits.allow(key, started):
+                self._count_bad(client, transport, ReplyKind.RATELIMITED, started, q.qtype)
+                if self.refuse_limited:
+                    return build_reply(q, Rcode.REFUSED, ede=_RATELIMITED if q.edns else b"")
+                return None
         result = self.resolver.answer_now(q)
         if type(result) is Reply:
             self._count(q, result, started)
             return result.wire
         assert isinstance(result, Verdict)
+        # The in-flight caps: server-wide, and this client's share of it. Past either a UDP
+        # query is dropped (the client retries); TCP gets SERVFAIL, as silence would hold
+        # its connection open.
         if len(self.inflight) >= self.max_inflight:
-            self._count_bad(client, transport, ReplyKind.DROPPED, started)
-            return None
-        return q, result, started
+            kind = ReplyKind.DROPPED
+        elif key is not None and limits is not None and limits.over_inflight(key):
+            kind = ReplyKind.RATELIMITED
+        else:
+            return q, result, started
+        self._count_bad(client, transport, kind, started, q.qtype)
+        if transport is Transport.TCP:
+            return build_reply(q, Rcode.SERVFAIL)
+        return None
 
     async def resolve(self, q: Query, verdict: Verdict, started: float) -> bytes:
         try:
@@ -142,16 +187,40 @@ class QueryHandler:
         )
 
     def _count_bad(
-        self, client: tuple[str, int], transport: Transport, kind: ReplyKind, started: float
+        self,
+        client: tuple[str, int],
+        transport: Transport,
+        kind: ReplyKind,
+        started: float,
+        qtype: int = -1,
     ) -> None:
+        """Count a query that never reached the resolver (qtype -1: not parsed)."""
         network = self.resolver.policy.networks.lookup(client[0]) or NO_NETWORK
-        self.stats.queries[(network, transport.value, OTHER_QTYPE, kind.value)] += 1
+        qtype_label = QTYPE_LABELS.get(qtype, OTHER_QTYPE)
+        self.stats.queries[(network, transport.value, qtype_label, kind.value)] += 1
         self.stats.duration(kind.value).observe(perf_counter() - started)
 
-    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+    def spawn(self, q: Query, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """Run coro (the resolution of q) as a task counted against the in-flight caps."""
         task = asyncio.get_running_loop().create_task(coro)
         self.inflight.add(task)
         task.add_done_callback(self.inflight.discard)
+        limits = self.limits
+        if limits is not None:
+            key = limits.key(q.client[0])
+            if key is not None:
+                limits.begin(key)
+                # A done callback runs even for a task cancelled before it started.
+                task.add_done_callback(lambda _: limits.end(key))
+        return task
+
+    def inflight_count(self) -> int:
+        """Queries being resolved now (UDP and TCP), for dnsfilter_inflight_queries."""
+        return len(self.inflight)
+
+    def ratelimited_clients(self) -> int:
+        """Clients limited within the last minute, for dnsfilter_ratelimited_clients."""
+        return 0 if self.limits is None else self.limits.limited_clients(perf_counter())
 
 
 class UdpListener(asyncio.DatagramProtocol):
@@ -172,7 +241,7 @@ class UdpListener(asyncio.DatagramProtocol):
             self.transport.sendto(result, addr)
             return
         assert isinstance(result, tuple)
-        self.handler.spawn(self._answer_later(*result, addr))
+        self.handler.spawn(result[0], self._answer_later(*result, addr))
 
     async def _answer_later(
         self, q: Query, verdict: Verdict, started: float, addr: tuple[str, int]
@@ -194,18 +263,28 @@ class TcpListener:
         self.idle_timeout = config.tcp_idle_timeout
         self.max_connections = config.max_tcp_connections
         self.connections = 0
+        #: the task serving each open connection, so close() can wait for them
+        self.tasks: set[asyncio.Task[Any]] = set()
+        #: the timeouts of connections now waiting for a message; drain() ends them at once
+        self._waiting: set[asyncio.Timeout] = set()
 
     async def __call__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.handler.draining:
+            writer.close()
+            return
         if self.connections >= self.max_connections:
             self.handler.stats.tcp_rejected += 1
             writer.close()
             return
         self.connections += 1
+        this = asyncio.current_task()
+        if this is not None:
+            self.tasks.add(this)
         peer = writer.get_extra_info("peername")
         client = (str(peer[0]), int(peer[1])) if peer else ("", 0)
         pending: set[asyncio.Task[None]] = set()
         try:
-            while True:
+            while not self.handler.draining:
                 message = await self._read_message(reader)
                 if message is None:
                     break
@@ -213,9 +292,7 @@ class TcpListener:
                 if type(result) is bytes:
                     _write_message(writer, result)
                 elif isinstance(result, tuple):
-                    task = asyncio.get_running_loop().create_task(
-                        self._answer_later(*result, writer)
-                    )
+                    task = self.handler.spawn(result[0], self._answer_later(*result, writer))
                     pending.add(task)
                     task.add_done_callback(pending.discard)
                     if len(pending) >= _TCP_PIPELINE:
@@ -228,15 +305,28 @@ class TcpListener:
             for task in pending:
                 task.cancel()
             self.connections -= 1
+            if this is not None:
+                self.tasks.discard(this)
             writer.close()
 
     async def _read_message(self, reader: asyncio.StreamReader) -> bytes | None:
         try:
-            async with asyncio.timeout(self.idle_timeout):
-                length = int.from_bytes(await reader.readexactly(2), "big")
-                return await reader.readexactly(length)
+            async with asyncio.timeout(self.idle_timeout) as timeout:
+                self._waiting.add(timeout)
+                try:
+                    length = int.from_bytes(await reader.readexactly(2), "big")
+                    return await reader.readexactly(length)
+                finally:
+                    self._waiting.discard(timeout)
         except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
             return None
+
+    def drain(self) -> None:
+        """Stop reading: connections waiting for a message end now, the others once their
+        queries in flight are answered."""
+        now = asyncio.get_running_loop().time()
+        for timeout in list(self._waiting):
+            timeout.reschedule(now)
 
     async def _answer_later(
         self, q: Query, verdict: Verdict, started: float, writer: asyncio.StreamWriter
@@ -306,9 +396,10 @@ class DnsServer:
         config: ServerConfig,
         stats: QueryStats | None = None,
         audit: AuditSink | None = None,
+        ratelimit: RateLimitConfig | None = None,
     ) -> None:
         self.config = config
-        self.handler = QueryHandler(resolver, config, stats, audit)
+        self.handler = QueryHandler(resolver, config, stats, audit, ratelimit)
         self.tcp = TcpListener(self.handler, config)
         self.bound: list[HostPort] = []
         self._transports: list[asyncio.BaseTransport] = []
@@ -335,16 +426,30 @@ class DnsServer:
             self.bound.append(HostPort(address.host, udp.getsockname()[1]))
         return self.bound
 
-    async def close(self) -> None:
+    async def close(self, timeout: float = 0.0) -> tuple[int, int]:
+        """Stop accepting, give the queries in flight up to timeout seconds, cancel the rest.
+
+        Returns (answered, cancelled): the queries in flight that finished, and that did not.
+        """
+        handler = self.handler
+        handler.draining = True
         for server in self._servers:
-            server.close()
+            server.close()  # no new connections; open ones are drained below
+        self.tcp.drain()
+        tasks = set(handler.inflight)
+        waiting = tasks | self.tcp.tasks
+        if waiting and timeout > 0:
+            await asyncio.wait(waiting, timeout=timeout)
+        left = [task for task in tasks | self.tcp.tasks if not task.done()]
+        for task in left:
+            task.cancel()
+        if left:
+            await asyncio.gather(*left, return_exceptions=True)
+        # Only now: the UDP answers of the queries in flight went out through these.
         for transport in self._transports:
             transport.close()
-        tasks = list(self.handler.inflight)
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
         for server in self._servers:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(server.wait_closed(), 1.0)
+        cancelled = sum(1 for task in tasks if task.cancelled())
+        return len(tasks) - cancelled, cancelled

@@ -1,10 +1,14 @@
-"""Forwarding to upstream resolvers: UDP with TCP on truncation, timeouts and failover.
+"""Forwarding to upstream resolvers: UDP with TCP on truncation, or DNS over TLS; failover.
 
 Every try uses a fresh socket, so the kernel picks a fresh ephemeral source port, and a
 fresh ID from `secrets`. The UDP socket is connected, so the kernel drops datagrams from
 any other address or port; a datagram from the right peer is accepted only if its ID and
 question match and the whole message parses. Anything else is ignored until the timeout,
 as a spoofed or stray reply must not end the wait for the real one.
+
+A DNS-over-TLS server (RFC 7858) is reached through its TlsPool instead: a few verified
+connections kept open and shared, several queries in flight on each (RFC 7766), answers
+matched by an ID unique on their connection and by the question.
 """
 
 from __future__ import annotations
@@ -14,13 +18,14 @@ import contextlib
 import logging
 import secrets
 import socket
+import ssl
 import struct
 import time
-from collections.abc import Callable, Sequence
-from typing import NamedTuple, Protocol
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import NamedTuple, Protocol, cast
 
 from dnsfilter.config import HostPort, UpstreamServer
-from dnsfilter.errors import FormatError, UpstreamError, UpstreamTimeout
+from dnsfilter.errors import ConfigError, FormatError, UpstreamError, UpstreamTimeout
 from dnsfilter.metrics import UpstreamStats
 from dnsfilter.wire import (
     HEADER_LEN,
@@ -150,6 +155,371 @@ async def tcp_exchange(
             writer.close()
 
 
+# ---------------------------------------------------------------------------------------
+# DNS over TLS (RFC 7858): connections kept open, queries pipelined (RFC 7766)
+
+#: Connections kept open to one DoT server; a new one opens only when all are busy.
+TLS_MAX_CONNECTIONS = 2
+#: Queries in flight on one connection before another connection is worth opening.
+TLS_PIPELINE = 32
+#: Seconds an unused connection stays open (servers often close theirs after 10-30 s).
+TLS_IDLE_TIMEOUT = 20.0
+#: Queries left unanswered (timed out) on one connection before it is given up.
+TLS_MAX_ABANDONED = 16
+
+
+def frame(message: bytes) -> bytes:
+    """A DNS message as sent over a stream: two length bytes first (RFC 1035 4.2.2)."""
+    return len(message).to_bytes(2, "big") + message
+
+
+class FrameDecoder:
+    """Splits a byte stream into length-prefixed DNS messages; no I/O."""
+
+    __slots__ = ("_buffer",)
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+
+    def feed(self, data: bytes) -> list[bytes]:
+        """The messages completed by data (none, one or several), oldest first."""
+        buffer = self._buffer
+        buffer += data
+        messages = []
+        start = 0
+        while len(buffer) - start >= 2:
+            end = start + 2 + int.from_bytes(buffer[start : start + 2], "big")
+            if end > len(buffer):
+                break
+            messages.append(bytes(buffer[start + 2 : end]))
+            start = end
+        if start:
+            del buffer[:start]
+        return messages
+
+    @property
+    def buffered(self) -> int:
+        """Bytes of a message not yet complete."""
+        return len(self._buffer)
+
+
+class ConnectionClosed(Exception):
+    """The connection closed before the query was answered."""
+
+
+def tls_context(server: UpstreamServer) -> ssl.SSLContext:
+    """Certificate and name checks as a browser does them; only ca_file's CAs when set."""
+    try:
+        context = ssl.create_default_context(cafile=server.ca_file)
+    except (OSError, ssl.SSLError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigError(
+            [f"{server.ca_file}: cannot load CA certificates for {server.name}: {reason}"]
+        ) from None
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    return context
+
+
+def check_ca_files(servers: Iterable[UpstreamServer]) -> None:
+    """Load every DoT server's ca_file now: ConfigError naming each one that cannot be."""
+    problems: list[str] = []
+    for server in servers:
+        if server.tls and server.ca_file:
+            try:
+                tls_context(server)
+            except ConfigError as exc:
+                problems.extend(exc.problems)
+    if problems:
+        raise ConfigError(list(dict.fromkeys(problems)))
+
+
+_Waiter = asyncio.Future[tuple[bytes, ResponseScan]]
+
+
+class TlsConnection(asyncio.Protocol):
+    """One TLS connection to one server, with several queries in flight at once.
+
+    Each query goes out under an ID that no other query in flight on this connection has;
+    an answer is matched by that ID and must repeat the question. A query given up (its
+    try timed out) keeps its ID reserved until its late answer arrives or the connection
+    closes, so a late answer can never be taken for a newer query's.
+    """
+
+    def __init__(self, name: str, idle_timeout: float = TLS_IDLE_TIMEOUT) -> None:
+        self.name = name
+        self.idle_timeout = idle_timeout
+        self.transport: asyncio.Transport | None = None
+        self.closed = False  #: set once closing starts: no new queries
+        self.answered = 0  #: answers received on this connection
+        self._decoder = FrameDecoder()
+        self._pending: dict[int, tuple[bytes, _Waiter]] = {}
+        self._abandoned: set[int] = set()
+        self._idle: asyncio.TimerHandle | None = None
+        self._lost = asyncio.Event()  #: set by connection_lost
+
+    @property
+    def load(self) -> int:
+        """Queries in flight."""
+        return len(self._pending)
+
+    # -- asyncio.Protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's TLS transport is not an asyncio.Transport subclass, but it is one.
+        self.transport = cast(asyncio.Transport, transport)
+        self._arm_idle()
+
+    def data_received(self, data: bytes) -> None:
+        for message in self._decoder.feed(data):
+            self._dispatch(message)
+
+    def eof_received(self) -> bool | None:
+        return False  # close our side too
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self._lost.set()
+        self._cancel_idle()
+        reason = f"{self.name}: TLS connection closed" + (f" ({exc})" if exc else "")
+        pending, self._pending = self._pending, {}
+        for _, waiter in pending.values():
+            if not waiter.done():
+                waiter.set_exception(ConnectionClosed(reason))
+
+    # -- queries
+
+    def send(self, query: bytes, question: bytes) -> tuple[int, _Waiter]:
+        """Write query under a fresh ID; the future gets the answer. Not on a closed one."""
+        if self.closed or self.transport is None or self.transport.is_closing():
+            raise ConnectionClosed(f"{self.name}: TLS connection closed")
+        msg_id = self.new_id()
+        self.transport.write(frame(msg_id.to_bytes(2, "big") + query[2:]))
+        waiter: _Waiter = asyncio.get_running_loop().create_future()
+        self._pending[msg_id] = (question, waiter)
+        self._cancel_idle()
+        return msg_id, waiter
+
+    async def exchange(self, query: bytes, question: bytes) -> tuple[bytes, ResponseScan]:
+        """Send query and wait for its answer; ConnectionClosed if the connection goes first.
+
+        The caller bounds the wait (asyncio.timeout); a query given up is abandoned.
+        """
+        msg_id, waiter = self.send(query, question)
+        try:
+            return await waiter
+        finally:
+            # Cancelling the awaiting task cancels the waiter too: either way, no answer.
+            if waiter.cancelled() or not waiter.done():
+                waiter.cancel()
+                self.abandon(msg_id)
+            else:
+                waiter.exception()  # retrieved, even when a cancel raced connection_lost
+
+    def new_id(self) -> int:
+        """A random ID no query in flight (or abandoned) on this connection has."""
+        while True:
+            msg_id = secrets.randbits(16)
+            if msg_id not in self._pending and msg_id not in self._abandoned:
+                return msg_id
+
+    def abandon(self, msg_id: int) -> None:
+        """Give up on a query: its answer, if it ever comes, is dropped."""
+        if self._pending.pop(msg_id, None) is None:
+            return
+        self._abandoned.add(msg_id)
+        if len(self._abandoned) > TLS_MAX_ABANDONED:
+            log.debug("%s: %d queries unanswered, closing", self.name, len(self._abandoned))
+            self.close()
+        else:
+            self._arm_idle()
+
+    def close(self) -> None:
+        """Start closing: TLS close_notify, then the socket (connection_lost when done)."""
+        self.closed = True
+        self._cancel_idle()
+        if self.transport is not None:
+            self.transport.close()
+
+    async def aclose(self, timeout: float = 1.0) -> None:
+        """close(), and wait until the socket is closed; abort it after timeout."""
+        self.close()
+        if self.transport is None:
+            return
+        try:
+            async with asyncio.timeout(timeout):
+                await self._lost.wait()
+        except TimeoutError:
+            self.transport.abort()
+
+    def _dispatch(self, message: bytes) -> None:
+        if len(message) < HEADER_LEN:
+            return
+        msg_id = int.from_bytes(message[:2], "big")
+        entry = self._pending.get(msg_id)
+        if entry is None:
+            # A late answer to an abandoned query, or one we never asked: drop it.
+            self._abandoned.discard(msg_id)
+            log.debug("%s: dropped an answer under an ID not in flight", self.name)
+            return
+        question, waiter = entry
+        scan = _check_answer(message, msg_id, question)
+        if scan is None:
+            log.debug("%s: ignored a non-matching answer", self.name)
+            return
+        del self._pending[msg_id]
+        self.answered += 1
+        if not waiter.done():
+            waiter.set_result((message, scan))
+        self._arm_idle()
+
+    def _arm_idle(self) -> None:
+        if self._pending or self.closed or self._idle is not None:
+            return
+        loop = asyncio.get_running_loop()
+        self._idle = loop.call_later(self.idle_timeout, self._idle_expired)
+
+    def _cancel_idle(self) -> None:
+        if self._idle is not None:
+            self._idle.cancel()
+            self._idle = None
+
+    def _idle_expired(self) -> None:
+        self._idle = None
+        if not self._pending:
+            self.close()
+
+
+#: Opens a connection to the pool's server (the default: TCP + TLS handshake).
+Connector = Callable[[], Awaitable[TlsConnection]]
+
+
+class TlsPool:
+    """The connections to one DoT server: reused, at most max_connections, reopened on demand.
+
+    A query goes on the open connection with the fewest queries in flight; another
+    connection opens only when every open one has `pipeline` queries in flight. While one
+    connection is being opened, other queries wait for it rather than open their own.
+    """
+
+    def __init__(
+        self,
+        server: UpstreamServer,
+        *,
+        max_connections: int = TLS_MAX_CONNECTIONS,
+        pipeline: int = TLS_PIPELINE,
+        idle_timeout: float = TLS_IDLE_TIMEOUT,
+        connector: Connector | None = None,
+    ) -> None:
+        self.server = server
+        self.name = server.name
+        self.max_connections = max_connections
+        self.pipeline = pipeline
+        self.idle_timeout = idle_timeout
+        self.opened = 0  #: connections opened so far (a handshake completed)
+        self._context = tls_context(server) if connector is None else None
+        self._connector = connector if connector is not None else self._connect
+        self._connections: list[TlsConnection] = []
+        self._opening: asyncio.Task[TlsConnection] | None = None
+
+    @property
+    def connections(self) -> list[TlsConnection]:
+        """The connections that are open and take queries."""
+        live = [c for c in self._connections if not c.closed]
+        self._connections = live
+        return live
+
+    async def exchange(
+        self, query: bytes, question: bytes, timeout: float
+    ) -> tuple[bytes, ResponseScan]:
+        """One try: query (its ID is replaced) answered within timeout, else UpstreamError.
+
+        A reused connection that the server closed before answering (an idle close racing
+        our query, RFC 7766 6.2.3) costs a second attempt on a new one within the same timeout.
+        """
+        try:
+            async with asyncio.timeout(timeout):
+                for attempt in (1, 2):
+                    connection, reused = await self._acquire(timeout)
+                    try:
+                        return await connection.exchange(query, question)
+                    except ConnectionClosed as exc:
+                        if not reused or attempt == 2:
+                            raise UpstreamError(str(exc)) from None
+                        log.debug("%s; retrying on a new connection", exc)
+                raise AssertionError("unreachable")
+        except TimeoutError:
+            raise UpstreamTimeout(f"{self.name}: no answer over TLS in {timeout:g}s") from None
+        except ssl.SSLCertVerificationError as exc:
+            raise UpstreamError(f"{self.name}: TLS: {exc.verify_message or exc}") from None
+        except (OSError, ssl.SSLError) as exc:
+            raise UpstreamError(f"{self.name}: TLS: {exc.strerror or exc}") from None
+
+    async def close(self) -> None:
+        """Close every connection (and stop one being opened)."""
+        if self._opening is not None:
+            self._opening.cancel()
+        connections, self._connections = self._connections, []
+        await asyncio.gather(*(c.aclose() for c in connections))
+
+    def pick(self) -> TlsConnection | None:
+        """The open connection to use, or None when a new one should be opened."""
+        live = self.connections
+        best = min(live, key=_load, default=None)
+        if best is None:
+            return None
+        if best.load >= self.pipeline and len(live) < self.max_connections:
+            return None
+        return best
+
+    async def _acquire(self, timeout: float) -> tuple[TlsConnection, bool]:
+        """(connection, whether it was open before this query came)."""
+        waited = False
+        while True:
+            connection = self.pick()
+            if connection is not None:
+                return connection, not waited
+            opening = self._opening
+            if opening is None:
+                opening = self._opening = asyncio.get_running_loop().create_task(
+                    self._open(timeout)
+                )
+                opening.add_done_callback(self._opened)
+            # Shielded: a query that times out must not cancel the handshake others wait
+            # for. Then pick again: the queries that waited share the connections fairly.
+            await asyncio.shield(opening)
+            waited = True
+
+    async def _open(self, timeout: float) -> TlsConnection:
+        async with asyncio.timeout(timeout):
+            connection = await self._connector()
+        self._connections.append(connection)
+        self.opened += 1
+        return connection
+
+    def _opened(self, task: asyncio.Task[TlsConnection]) -> None:
+        if self._opening is task:
+            self._opening = None
+        if not task.cancelled() and task.exception() is not None:
+            # Retrieved here, so a failure nobody waits for any more is not logged as lost.
+            log.debug("%s: TLS connection failed: %s", self.name, task.exception())
+
+    async def _connect(self) -> TlsConnection:
+        address = self.server.address
+        loop = asyncio.get_running_loop()
+        _, connection = await loop.create_connection(
+            lambda: TlsConnection(self.name, self.idle_timeout),
+            address.host,
+            address.port,
+            ssl=self._context,
+            server_hostname=self.server.tls_name or address.host,
+        )
+        return connection
+
+
+def _load(connection: TlsConnection) -> int:
+    return connection.load
+
+
 class UpstreamGroup:
     """Servers tried in order, skipping those that failed within the last dead_time seconds."""
 
@@ -169,6 +539,8 @@ class UpstreamGroup:
         self.stats = stats if stats is not None else UpstreamStats()
         self._clock = clock
         self._dead_until: dict[UpstreamServer, float] = {}
+        #: the connection pool of each DNS-over-TLS server
+        self.tls_pools = {s: TlsPool(s) for s in self.servers if s.tls}
 
     def __str__(self) -> str:
         return ", ".join(server.name for server in self.servers)
@@ -204,6 +576,10 @@ class UpstreamGroup:
             return UpstreamAnswer(data, scan, server.name)
         raise UpstreamError("; ".join(failures))
 
+    async def close(self) -> None:
+        """Close the connections kept open to DNS-over-TLS servers."""
+        await asyncio.gather(*(pool.close() for pool in self.tls_pools.values()))
+
     async def probe(self) -> None:
         """Ask every server for the root NS records: any answer means it is up."""
         question = make_query("", QType.NS)[HEADER_LEN:]
@@ -225,9 +601,12 @@ class UpstreamGroup:
         timeout = server.timeout or self.timeout
         started = time.perf_counter()
         try:
-            data, scan = await udp_exchange(server.address, query(), question, timeout)
-            if scan.flags & _TC:
-                data, scan = await tcp_exchange(server.address, query(), question, timeout)
+            if server.tls:
+                data, scan = await self.tls_pools[server].exchange(query(), question, timeout)
+            else:
+                data, scan = await udp_exchange(server.address, query(), question, timeout)
+                if scan.flags & _TC:
+                    data, scan = await tcp_exchange(server.address, query(), question, timeout)
         except UpstreamError as exc:
             self._dead_until[server] = self._clock() + self.dead_time
             outcome = "timeout" if isinstance(exc, UpstreamTimeout) else "error"

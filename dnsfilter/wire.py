@@ -61,6 +61,7 @@ class QType(enum.IntEnum):
     CNAME = 5  #: canonical name
     SOA = 6  #: start of authority
     PTR = 12  #: pointer
+    HINFO = 13  #: host information (RFC 8482's answer to ANY)
     MX = 15  #: mail exchange
     TXT = 16  #: text
     AAAA = 28  #: IPv6 address
@@ -74,6 +75,8 @@ class QType(enum.IntEnum):
 class EdeCode(enum.IntEnum):
     """Extended DNS Error info codes (RFC 8914) that dnsfilter sends."""
 
+    OTHER = 0  #: none of the others; the text says what (a client over its rate limit)
+    STALE_ANSWER = 3  #: an expired cache entry, served because no upstream answered
     BLOCKED = 15  #: the name is on a blocklist
     PROHIBITED = 18  #: the client may not use this resolver
     NETWORK_ERROR = 23  #: no upstream could be reached

@@ -7,9 +7,10 @@ cd "$(dirname "$0")/.."
 # Real peers the tests talk to: dig (bind9-dnsutils), nsd as an authoritative upstream,
 # unbound and dnsmasq for export checks and the benchmark, dnsperf, prometheus + promtool,
 # nftables and iproute2 for the egress tests, systemd for systemd-analyze (deploy/systemd),
-# publicsuffix for `dnsfilter lists lint`.
+# publicsuffix for `dnsfilter lists lint`, openssl for the DNS-over-TLS tests' certificates
+# (unbound serves DoT with them).
 DEBIAN_PACKAGES=(bind9-dnsutils nsd unbound dnsmasq dnsperf prometheus nftables iproute2 tcpdump systemd
-  publicsuffix)
+  publicsuffix openssl)
 
 missing=()
 for pkg in "${DEBIAN_PACKAGES[@]}"; do

@@ -4,8 +4,9 @@
   decode     captured frames to Facts by hand (addresses, ports, DNS name, TLS server name)
   tls        the server name of a TLS ClientHello
   detect     Facts to bypass Events (pure)
-  sink       EventSink protocol; counting and line-printing sinks
+  sink       EventSink protocol; counting, line-printing, metric and audit sinks
   monitor    the capture loops (scapy, imported lazily) feeding Monitor
+  endpoint   the monitor's /metrics, /healthz, /readyz: StatusServer in a thread of its own
   nftables   the plan as an nftables ruleset
   cli        `dnsfilter monitor` and `dnsfilter egress export`
 

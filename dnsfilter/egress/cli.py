@@ -1,7 +1,14 @@
 """`dnsfilter monitor` and `dnsfilter egress export`: registered on the main parser by register().
 
 Exit status: 0 done, 1 the capture failed, stopped by itself or was interrupted (Ctrl-C while
-reading a file), 2 a bad config, list or capture file.
+reading a file) or the metrics endpoint cannot bind, 2 a bad config, list, audit store or
+capture file.
+
+The monitor's events go to the summary, to stdout (unless --summary-only), to
+dnsfilter_bypass_events_total on its own /metrics (--metrics-listen; with --iface, the
+config's metrics.listen when metrics.enabled) and to the audit store of the config's audit
+section (unless --no-audit), where `dnsfilter report --kind all` shows them beside the
+blocked queries of `serve`.
 """
 
 from __future__ import annotations
@@ -17,14 +24,18 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
+from dnsfilter.config import Config, HostPort, with_overrides
 from dnsfilter.egress.decode import Skip
 from dnsfilter.egress.plan import EgressPlan, build_plan
-from dnsfilter.egress.sink import CountingSink, EventSink, LineSink
+from dnsfilter.egress.sink import AuditSink, CountingSink, EventSink, LineSink, MetricSink
 from dnsfilter.errors import ConfigError, ListError
 from dnsfilter.loading import load_configured
 
 if TYPE_CHECKING:
-    from dnsfilter.egress.monitor import MonitorStats
+    from dnsfilter.egress.endpoint import StatusThread
+    from dnsfilter.egress.monitor import Monitor, MonitorStats
+
+log = logging.getLogger("dnsfilter.egress")
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -45,6 +56,19 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     monitor.add_argument("--json", action="store_true", help="JSON lines instead of text")
     monitor.add_argument(
         "--summary-only", action="store_true", help="no line per event, only the summary"
+    )
+    endpoint = monitor.add_mutually_exclusive_group()
+    endpoint.add_argument(
+        "--metrics-listen",
+        metavar="ADDR:PORT",
+        help="serve /metrics, /healthz and /readyz here (default: with --iface, the config's "
+        "metrics.listen when metrics.enabled; with --pcap, none)",
+    )
+    endpoint.add_argument("--no-metrics", action="store_true", help="no metrics endpoint")
+    monitor.add_argument(
+        "--no-audit",
+        action="store_true",
+        help="do not record events in the audit log (default: as the config's audit section)",
     )
     monitor.set_defaults(command=cmd_monitor)
 
@@ -76,12 +100,17 @@ def cmd_egress_export(args: argparse.Namespace) -> int:
 
 
 def cmd_monitor(args: argparse.Namespace) -> int:
-    from dnsfilter.egress.detect import Detector
-    from dnsfilter.egress.monitor import CaptureError, Monitor, choose_filter, run_iface, run_pcap
+    from dnsfilter.egress.detect import Detector, event_labels
+    from dnsfilter.egress.endpoint import StatusThread
+    from dnsfilter.egress.monitor import CaptureError, Monitor, MonitorStats, choose_filter
+    from dnsfilter.metrics import MonitorMetrics
     from dnsfilter.policy import NetworkMap
+    from dnsfilter.querylog import AuditThread, build_audit_log
 
     try:
-        config, lists = load_configured(args.config)
+        config, lists = load_configured(
+            args.config, lambda config: with_overrides(config, metrics_listen=args.metrics_listen)
+        )
         plan = build_plan(config, lists)
     except (ConfigError, ListError) as exc:
         _report(exc.problems)
@@ -91,26 +120,107 @@ def cmd_monitor(args: argparse.Namespace) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    expression = ""
+    if args.iface is not None:
+        # The interface and its filter first: a typo opens no store and binds no port.
+        try:
+            expression = choose_filter(plan, args.iface)
+        except CaptureError as exc:
+            print(f"dnsfilter monitor: {exc}", file=sys.stderr)
+            return EXIT_FAILURE
+    stats = MonitorStats()
     counts = CountingSink()
     sinks: list[EventSink] = [counts]
+    capturing = threading.Event()
+    endpoint: StatusThread | None = None
+    metrics: MonitorMetrics | None = None
+    address = _metrics_address(config, args)
+    if address is not None:
+        metrics = MonitorMetrics(stats, [reason.value for reason in Skip])
+        # Every series the config allows, at 0, before the first event.
+        metrics.bypass.bind(event_labels(plan, [n.name for n in config.networks]))
+        sinks.append(MetricSink(metrics.bypass))
+        endpoint = StatusThread(metrics.registry, lambda: _readiness(capturing), address)
+    audit: AuditThread | None = None
+    if not args.no_audit:
+        try:
+            audit_log = build_audit_log(config.audit, metrics.audit if metrics else None)
+        except ConfigError as exc:
+            _report(exc.problems)
+            return EXIT_INVALID
+        if audit_log is not None:
+            audit = AuditThread(audit_log)
+            audit.start()
+            log.info("audit log: %s", audit.describe())
+            sinks.append(AuditSink(audit, {b.name: b.category.value for b in plan.lists}))
     if not args.summary_only:
+        # Last: once a line is out, the metric and the audit buffer have the event too.
         sinks.append(LineSink(sys.stdout, args.json))
     detector = Detector(plan, NetworkMap((n.name, n.prefixes) for n in config.networks))
-    monitor = Monitor(detector, sinks)
+    monitor = Monitor(detector, sinks, stats)
     try:
+        return _capture(args, plan, expression, monitor, counts, endpoint, capturing)
+    finally:
+        # The events of the last flush_interval are still in memory: write them.
+        if audit is not None:
+            audit.close()
+        if endpoint is not None:
+            endpoint.close()
+
+
+def _metrics_address(config: Config, args: argparse.Namespace) -> HostPort | None:
+    """Where the monitor serves /metrics: --metrics-listen (with_overrides put it in
+    config.metrics); with --iface, the config's metrics section; with --pcap, nowhere."""
+    if args.no_metrics:
+        return None
+    if args.metrics_listen is not None or (args.iface is not None and config.metrics.enabled):
+        return config.metrics.listen
+    return None
+
+
+def _readiness(capturing: threading.Event) -> tuple[bool, str]:
+    if capturing.is_set():
+        return True, ""
+    return False, "the capture is not running"
+
+
+def _capture(
+    args: argparse.Namespace,
+    plan: EgressPlan,
+    expression: str,
+    monitor: Monitor,
+    counts: CountingSink,
+    endpoint: StatusThread | None,
+    capturing: threading.Event,
+) -> int:
+    from dnsfilter.egress.monitor import CaptureError, run_iface, run_pcap
+
+    try:
+        if endpoint is not None:
+            try:
+                bound = endpoint.start()
+            except OSError as exc:
+                print(
+                    f"dnsfilter monitor: {exc.strerror or exc} (give the monitor an address of "
+                    "its own with --metrics-listen, or use --no-metrics)",
+                    file=sys.stderr,
+                )
+                return EXIT_FAILURE
+            print(f"dnsfilter monitor: metrics on http://{bound}/metrics", file=sys.stderr)
         if args.pcap is not None:
+            # SIGTERM as Ctrl-C: a summary, and the audit buffer written, before exiting.
+            signal.signal(signal.SIGTERM, signal.default_int_handler)
+            capturing.set()
             run_pcap(args.pcap, monitor)
         else:
-            expression = choose_filter(plan, args.iface)
             stop = threading.Event()
             _stop_on_signals(stop)
-            run_iface(
-                args.iface,
-                monitor,
-                expression,
-                stop,
-                lambda: _announce(args.iface, expression, plan),
-            )
+
+            def started() -> None:
+                capturing.set()
+                _announce(args.iface, expression, plan)
+
+            run_iface(args.iface, monitor, expression, stop, started)
     except CaptureError as exc:
         print(f"dnsfilter monitor: {exc}", file=sys.stderr)
         status = EXIT_INVALID if args.pcap is not None else EXIT_FAILURE
@@ -118,10 +228,12 @@ def cmd_monitor(args: argparse.Namespace) -> int:
             _summary(monitor.stats, counts, args.json)
         return status
     except KeyboardInterrupt:
-        # Ctrl-C while reading a file: what was read so far is still worth a summary.
+        # Ctrl-C (or SIGTERM) while reading a file: what was read is still worth a summary.
         print("dnsfilter monitor: interrupted", file=sys.stderr)
         _summary(monitor.stats, counts, args.json)
         return EXIT_FAILURE
+    finally:
+        capturing.clear()
     _summary(monitor.stats, counts, args.json)
     return EXIT_OK
 

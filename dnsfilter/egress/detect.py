@@ -23,6 +23,7 @@ import enum
 import ipaddress
 import socket
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from dnsfilter.config import RESERVED_NETWORK
@@ -54,6 +55,7 @@ class Event:
     client: str  #: source address (never a metric label)
     destination: str  #: ADDR:PORT, [V6ADDR]:PORT
     detail: str = ""  #: the query name or TLS server name, when there is one
+    time: float = 0.0  #: the packet's timestamp (Unix time)
 
 
 class Detector:
@@ -84,7 +86,7 @@ class Detector:
         events: list[Event] = []
         banned = self._banned.lookup(facts.dst)
         if banned is not None and self._new_flow(EventKind.FLOW_BANNED_PREFIX, facts, now):
-            events.append(self._event(EventKind.FLOW_BANNED_PREFIX, facts, banned))
+            events.append(self._event(EventKind.FLOW_BANNED_PREFIX, facts, now, banned))
         dport = facts.dport
         if (
             dport in (DNS_PORT, DOT_PORT)
@@ -94,16 +96,18 @@ class Detector:
             if facts.dns_query:
                 listed = self._listed(facts.qname)
                 name = "" if listed is None else listed[0]
-                events.append(self._event(EventKind.DNS_OTHER_RESOLVER, facts, name, facts.qname))
+                events.append(
+                    self._event(EventKind.DNS_OTHER_RESOLVER, facts, now, name, facts.qname)
+                )
             elif dport == DOT_PORT and self._new_flow(EventKind.DOT_OTHER_RESOLVER, facts, now):
-                events.append(self._event(EventKind.DOT_OTHER_RESOLVER, facts, ""))
+                events.append(self._event(EventKind.DOT_OTHER_RESOLVER, facts, now, ""))
         if facts.sni:
             listed = self._listed(facts.sni)
             if listed is not None:
                 name, bypass = listed
                 kind = EventKind.SNI_DOH_RESOLVER if bypass else EventKind.SNI_BLOCKED
                 if self._new_flow(kind, facts, now):
-                    events.append(self._event(kind, facts, name, facts.sni))
+                    events.append(self._event(kind, facts, now, name, facts.sni))
         return events
 
     def _listed(self, name: str) -> tuple[str, bool] | None:
@@ -116,11 +120,13 @@ class Detector:
         index = hit[0]
         return self._names.lists[index].name, self._bypass[index]
 
-    def _event(self, kind: EventKind, facts: Facts, list_name: str, detail: str = "") -> Event:
+    def _event(
+        self, kind: EventKind, facts: Facts, now: float, list_name: str, detail: str = ""
+    ) -> Event:
         dst = facts.dst
         destination = f"[{dst}]:{facts.dport}" if ":" in dst else f"{dst}:{facts.dport}"
         network = self._clients.lookup(facts.src) or RESERVED_NETWORK
-        return Event(kind, network, list_name, facts.src, destination, detail)
+        return Event(kind, network, list_name, facts.src, destination, detail, now)
 
     def _new_flow(self, kind: EventKind, facts: Facts, now: float) -> bool:
         key = (kind, facts.proto, facts.src, facts.sport, facts.dst, facts.dport)
@@ -139,3 +145,22 @@ class Detector:
 def _ntop(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
     family = socket.AF_INET if address.version == 4 else socket.AF_INET6
     return socket.inet_ntop(family, address.packed)
+
+
+def event_labels(plan: EgressPlan, networks: Sequence[str]) -> list[tuple[str, str, str]]:
+    """Every (network, kind, list) an event of this plan can carry, as classify labels them:
+    the configured networks and RESERVED_NETWORK, times the lists each kind can name."""
+    every = [b.name for b in plan.lists]
+    lists_by_kind = {
+        EventKind.DNS_OTHER_RESOLVER: ["", *every],
+        EventKind.DOT_OTHER_RESOLVER: [""],
+        EventKind.SNI_DOH_RESOLVER: [b.name for b in plan.lists if b.category is Category.BYPASS],
+        EventKind.SNI_BLOCKED: [b.name for b in plan.lists if b.category is not Category.BYPASS],
+        EventKind.FLOW_BANNED_PREFIX: [entry.name for entry in (*plan.banned, *plan.doh)],
+    }
+    return [
+        (network, kind.value, list_name)
+        for network in dict.fromkeys([*networks, RESERVED_NETWORK])
+        for kind in EventKind
+        for list_name in lists_by_kind[kind]
+    ]

@@ -59,6 +59,9 @@ class CaptureError(DnsFilterError):
 
 @dataclass
 class MonitorStats:
+    """Packet counters (dnsfilter.metrics.MonitorView). The capture thread writes all but
+    kernel_drops, which the main thread adds up; each field has one writer thread."""
+
     packets: int = 0
     #: broken frames by Skip reason (truncated, fragment, malformed)
     skipped: Counter[str] = field(default_factory=Counter)
@@ -72,10 +75,12 @@ class MonitorStats:
 class Monitor:
     """Frames in, events out to every sink. No I/O of its own: the capture loops feed it."""
 
-    def __init__(self, detector: Detector, sinks: Sequence[EventSink]) -> None:
+    def __init__(
+        self, detector: Detector, sinks: Sequence[EventSink], stats: MonitorStats | None = None
+    ) -> None:
         self.detector = detector
         self.sinks = tuple(sinks)
-        self.stats = MonitorStats()
+        self.stats = stats if stats is not None else MonitorStats()
 
     def feed(self, frame: bytes, linktype: int, timestamp: float) -> None:
         stats = self.stats
@@ -224,6 +229,8 @@ def run_iface(
                 raise CaptureError(f"the capture thread on {iface} did not start")
             on_started()
             while not stop.wait(_WATCH_INTERVAL):
+                # Read as it happens, for the metric: each read also resets the kernel's count.
+                monitor.stats.kernel_drops += _kernel_drops(sock.ins)
                 if sniffer.thread is None or not sniffer.thread.is_alive():
                     reason = sniffer.exception or "its socket failed (see the warning above)"
                     raise CaptureError(f"capture on {iface} stopped: {reason}")

@@ -1,18 +1,20 @@
 """Where bypass events go: anything with record(event).
 
-The monitor knows only the EventSink protocol. Here are the two the command line uses: a
-counter for the closing summary and a line writer. The metrics counter
-(dnsfilter_bypass_events_total{network, kind, list}) and the audit log are meant to be further
-sinks beside these.
+The monitor knows only the EventSink protocol. The command line uses four: a counter for the
+closing summary, a line writer, the metric dnsfilter_bypass_events_total{network, kind, list}
+and the audit log. Every record() runs on the capture thread.
 """
 
 from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Mapping
 from typing import Protocol, TextIO
 
 from dnsfilter.egress.detect import Event, EventKind
+from dnsfilter.metrics import BypassStats
+from dnsfilter.querylog import BYPASS_RESULT, AuditEvent
 
 
 class EventSink(Protocol):
@@ -43,6 +45,50 @@ class CountingSink:
                 self.counts.items(), key=lambda item: (item[0][0].value, item[0][1], item[0][2])
             )
         ]
+
+
+class MetricSink:
+    """Counts events into BypassStats, which the monitor's /metrics exports.
+
+    The capture thread is the only writer, so a plain increment loses nothing (see
+    BypassStats); the labels are the event's, which the detector takes from the config.
+    """
+
+    def __init__(self, stats: BypassStats) -> None:
+        self._events = stats.events
+
+    def record(self, event: Event) -> None:
+        self._events[(event.network, event.kind.value, event.list_name)] += 1
+
+
+class AuditRecorder(Protocol):
+    def record(self, event: AuditEvent) -> None:
+        """Take one audit event; safe to call from the capture thread (AuditThread is)."""
+
+
+class AuditSink:
+    """Turns events into audit rows beside the blocked queries of `serve`: result "bypass",
+    the kind as action, the name (if any) as qname, the address reached as destination."""
+
+    def __init__(self, audit: AuditRecorder, categories: Mapping[str, str]) -> None:
+        self._audit = audit
+        self._categories = dict(categories)  #: list name -> category value
+
+    def record(self, event: Event) -> None:
+        self._audit.record(
+            AuditEvent(
+                event.time,
+                event.client,
+                event.network,
+                event.detail,
+                0,
+                BYPASS_RESULT,
+                event.list_name,
+                self._categories.get(event.list_name, ""),
+                event.kind.value,
+                event.destination,
+            )
+        )
 
 
 class LineSink:

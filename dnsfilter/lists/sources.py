@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple, TypeAlias
 from urllib.parse import SplitResult, urljoin, urlsplit
 
 from dnsfilter import __version__
@@ -40,7 +40,10 @@ from dnsfilter.names import suffixes
 from dnsfilter.wire import HEADER_LEN, QType, Rcode, make_query, same_question, scan_response
 
 if TYPE_CHECKING:
-    from dnsfilter.config import Config, HostPort
+    from dnsfilter.config import Config, HostPort, UpstreamServer
+
+    #: a plain DNS server, or a DNS-over-TLS one (asked over TLS, never in the clear)
+    Nameserver: TypeAlias = HostPort | UpstreamServer
 
 log = logging.getLogger(__name__)
 
@@ -92,8 +95,8 @@ class HostResolver:
 
     def __init__(
         self,
-        servers: Sequence[HostPort],
-        zones: Mapping[str, Sequence[HostPort]] | None = None,
+        servers: Sequence[Nameserver],
+        zones: Mapping[str, Sequence[Nameserver]] | None = None,
         timeout: float = _DNS_TIMEOUT,
     ) -> None:
         self.servers = tuple(servers)
@@ -106,7 +109,7 @@ class HostResolver:
         from dnsfilter.config import read_resolv_conf  # config imports this package
 
         up = config.upstream
-        servers: tuple[HostPort, ...] = tuple(s.address for s in up.servers)
+        servers: tuple[Nameserver, ...] = tuple(s if s.tls else s.address for s in up.servers)
         if not servers:
             try:
                 found = read_resolv_conf(up.resolv_conf)
@@ -114,7 +117,10 @@ class HostResolver:
                 found = ()
             # Asking ourselves would wait on a resolver that may not be up yet.
             servers = tuple(s for s in found if s not in config.server.listen)
-        zones = {z.zone: tuple(s.address for s in z.servers) for z in config.forward_zones}
+        zones = {
+            z.zone: tuple(s if s.tls else s.address for s in z.servers)
+            for z in config.forward_zones
+        }
         return cls(servers, zones, min(up.timeout, _DNS_TIMEOUT))
 
     def resolve(self, host: str) -> list[str]:
@@ -129,12 +135,13 @@ class HostResolver:
         problems: list[str] = []
         for qtype in (QType.A, QType.AAAA):
             for server in servers:
+                label = getattr(server, "name", server)  # tls://ADDR:PORT for DoT servers
                 try:
                     addresses = self._ask(server, host, qtype)
                 except _NoSuchName:
-                    raise DownloadError(f"{host}: no such name (NXDOMAIN from {server})") from None
+                    raise DownloadError(f"{host}: no such name (NXDOMAIN from {label})") from None
                 except (OSError, FormatError, _BadAnswer) as exc:
-                    problems.append(f"{server}: {exc}")
+                    problems.append(f"{label}: {exc}")
                     continue
                 if addresses:
                     return addresses
@@ -142,19 +149,24 @@ class HostResolver:
         detail = "; ".join(problems) if problems else "no A or AAAA records"
         raise DownloadError(f"cannot resolve {host}: {detail}")
 
-    def _servers_for(self, host: str) -> tuple[HostPort, ...]:
+    def _servers_for(self, host: str) -> tuple[Nameserver, ...]:
         for suffix in suffixes(host):
             zone = self.zones.get(suffix)
             if zone:
                 return tuple(zone)
         return self.servers
 
-    def _ask(self, server: HostPort, host: str, qtype: QType) -> list[str]:
+    def _ask(self, server: Nameserver, host: str, qtype: QType) -> list[str]:
+        from dnsfilter.config import UpstreamServer  # config imports this package
+
         query = make_query(host, qtype, msg_id=secrets.randbits(16))
         question = query[HEADER_LEN:]
-        data = _udp_exchange(server, query, question, self.timeout)
-        if data[2] & 0x02:  # TC: the answer did not fit in 512 bytes
-            data = _tcp_exchange(server, query, question, self.timeout)
+        if isinstance(server, UpstreamServer):
+            data = _tls_exchange(server, query, question, self.timeout)
+        else:
+            data = _udp_exchange(server, query, question, self.timeout)
+            if data[2] & 0x02:  # TC: the answer did not fit in 512 bytes
+                data = _tcp_exchange(server, query, question, self.timeout)
         scan = scan_response(data)
         if scan.rcode == Rcode.NXDOMAIN:
             raise _NoSuchName
@@ -195,15 +207,35 @@ def _udp_exchange(server: HostPort, query: bytes, question: bytes, timeout: floa
 
 def _tcp_exchange(server: HostPort, query: bytes, question: bytes, timeout: float) -> bytes:
     with socket.create_connection((server.host, server.port), timeout) as sock:
-        sock.sendall(len(query).to_bytes(2, "big") + query)
-        with sock.makefile("rb") as stream:
-            while True:
-                head = stream.read(2)
-                if len(head) < 2:
-                    raise _BadAnswer("TCP connection closed")
-                data = stream.read(int.from_bytes(head, "big"))
-                if _matches(data, query, question):
-                    return data
+        return _read_stream_answer(sock, query, question)
+
+
+def _read_stream_answer(sock: socket.socket, query: bytes, question: bytes) -> bytes:
+    sock.sendall(len(query).to_bytes(2, "big") + query)
+    with sock.makefile("rb") as stream:
+        while True:
+            head = stream.read(2)
+            if len(head) < 2:
+                raise _BadAnswer("connection closed")
+            data = stream.read(int.from_bytes(head, "big"))
+            if _matches(data, query, question):
+                return data
+
+
+def _tls_exchange(server: UpstreamServer, query: bytes, question: bytes, timeout: float) -> bytes:
+    """One query over a new DNS-over-TLS connection, verified as the resolver verifies it."""
+    from dnsfilter.upstream import tls_context
+
+    try:
+        context = tls_context(server)
+    except DnsFilterError as exc:  # an unreadable ca_file: serve reports it at start
+        raise _BadAnswer(str(exc)) from None
+    address = server.address
+    with (
+        socket.create_connection((address.host, address.port), timeout) as raw,
+        context.wrap_socket(raw, server_hostname=server.tls_name or address.host) as sock,
+    ):
+        return _read_stream_answer(sock, query, question)
 
 
 def _matches(data: bytes, query: bytes, question: bytes) -> bool:

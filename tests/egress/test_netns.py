@@ -4,6 +4,7 @@ create (as root). Only addresses assigned here are ever sent to; see netns.py.""
 from __future__ import annotations
 
 import json
+import re
 import sys
 import time
 from collections import Counter
@@ -14,6 +15,7 @@ from typing import Any
 import pytest
 import yaml
 from dnslib import DNSRecord
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.egress.builders import client_hello, dns_query
 from tests.egress.conftest import APPS_LIST, DOH_LIST, require_root
@@ -24,6 +26,7 @@ from tests.egress.netns import (
     RESOLVER_ADDRESS,
     Lab,
     NamespaceError,
+    Running,
 )
 
 pytestmark = pytest.mark.needs_root
@@ -44,8 +47,13 @@ def lab() -> Iterator[Lab]:
         unavailable(f"cannot create network namespaces: {exc}")
 
 
-def lab_config(directory: Path, **egress: Any) -> Path:
-    """The config every namespace uses: clients in 198.51.100.0/26, the resolver at .66."""
+def lab_config(directory: Path, metrics: dict[str, Any] | None = None, **egress: Any) -> Path:
+    """The config every namespace uses: clients in 198.51.100.0/26, the resolver at .66.
+
+    `serve` (in the server namespace) and `monitor` (in the client's) share its audit store,
+    audit.sqlite3 beside it; metrics are off unless given (each namespace has its own
+    127.0.0.1, so both processes may take port 0 there).
+    """
     (directory / "apps.yaml").write_text(yaml.safe_dump(APPS_LIST))
     (directory / "doh.yaml").write_text(yaml.safe_dump(DOH_LIST))
     config = {
@@ -55,7 +63,8 @@ def lab_config(directory: Path, **egress: Any) -> Path:
         "networks": {"clients": ["198.51.100.0/26"]},
         "lists": {"apps": {"file": "apps.yaml"}, "doh": {"file": "doh.yaml"}},
         "policies": {"default": {"networks": ["clients"], "lists": ["apps", "doh"]}},
-        "metrics": {"enabled": False},
+        "metrics": metrics or {"enabled": False},
+        "audit": {"sqlite_path": "audit.sqlite3", "flush_interval": 0.2},
         "egress": egress,
     }
     path = directory / "dnsfilter.yaml"
@@ -63,8 +72,9 @@ def lab_config(directory: Path, **egress: Any) -> Path:
     return path
 
 
-def start_servers(lab: Lab, config: Path) -> None:
-    """dnsfilter on the resolver address; echo servers on the banned and unapproved ones."""
+def start_servers(lab: Lab, config: Path) -> Running:
+    """dnsfilter on the resolver address (returned); echo servers on the banned and
+    unapproved ones."""
     resolver = lab.start(
         lab.server, sys.executable, "-m", "dnsfilter", "serve", "--config", str(config)
     )
@@ -79,6 +89,7 @@ def start_servers(lab: Lab, config: Path) -> None:
     )
     resolver.wait_for(f"listening on {RESOLVER_ADDRESS}:53")
     echo.wait_for("ready", name="stdout")
+    return resolver
 
 
 def blocked_answer(probe: str) -> str:
@@ -164,9 +175,30 @@ def test_drop_doh_drops_the_bypass_lists_networks(lab: Lab, tmp_path: Path) -> N
         assert lab.probe("udp", OTHER_RESOLVER_ADDRESS, 9, b"x", timeout=1.0) == expected, flag
 
 
+#: Fetches a URL inside a namespace (the monitor's 127.0.0.1 is its namespace's own).
+_FETCH = (
+    "import sys, urllib.request\n"
+    "sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())\n"
+)
+
+
+def scrape(lab: Lab, ns: str, url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample of a /metrics page: (name, sorted labels) -> value."""
+    body = lab.run(ns, sys.executable, "-c", _FETCH, url).stdout
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(body)
+        for sample in family.samples
+    }
+
+
 def test_live_monitor_counts_what_the_client_sends(lab: Lab, tmp_path: Path) -> None:
-    config = lab_config(tmp_path, approved_resolvers=[RESOLVER_ADDRESS])
-    start_servers(lab, config)
+    """Events on stdout, in the summary, on /metrics while capturing (the config's metrics
+    section: --iface's default) and in the audit store beside the resolver's blocked query."""
+    config = lab_config(
+        tmp_path, metrics={"listen": "127.0.0.1:0"}, approved_resolvers=[RESOLVER_ADDRESS]
+    )
+    resolver = start_servers(lab, config)
     monitor = lab.start(
         lab.client,
         sys.executable,
@@ -180,6 +212,10 @@ def test_live_monitor_counts_what_the_client_sends(lab: Lab, tmp_path: Path) -> 
         "--json",
     )
     monitor.wait_for("capturing on")
+    announced = re.search(r"metrics on (http://127\.0\.0\.1:\d+)/metrics", monitor.output("stderr"))
+    assert announced, monitor.output("stderr")
+    base = announced.group(1)
+    assert lab.run(lab.client, sys.executable, "-c", _FETCH, f"{base}/readyz").stdout == "ready\n"
 
     query = dns_query("www.banned.example.test")
     assert lab.probe("udp", OTHER_RESOLVER_ADDRESS, 53, query).startswith("reply ")
@@ -196,25 +232,76 @@ def test_live_monitor_counts_what_the_client_sends(lab: Lab, tmp_path: Path) -> 
     deadline = time.monotonic() + TIMEOUT
     while time.monotonic() < deadline and "cdn.banned.example.test" not in monitor.output("stdout"):
         time.sleep(0.1)
-    status, out, err = monitor.stop()
-    assert status == 0, err
-    lines = [json.loads(line) for line in out.splitlines()]
-    summary = lines[-1]
-    assert summary["type"] == "summary", out
-    got = Counter({(r["kind"], r["network"], r["list"]): r["count"] for r in summary["events"]})
-    assert got == Counter(
+    expected = Counter(
         {
             ("dns_other_resolver", "clients", "apps"): 1,
             ("flow_banned_prefix", "clients", "apps"): 2,
             ("sni_doh_resolver", "clients", "doh"): 1,
             ("sni_blocked", "clients", "apps"): 1,
         }
-    ), out
+    )
+    # Scraped while the capture runs: every bound series, the events counted exactly.
+    samples = scrape(lab, lab.client, f"{base}/metrics")
+    events = {
+        (dict(labels)["kind"], dict(labels)["network"], dict(labels)["list"]): value
+        for (name, labels), value in samples.items()
+        if name == "dnsfilter_bypass_events_total"
+    }
+    assert {key: value for key, value in events.items() if value} == expected
+    assert events[("dot_other_resolver", "none", "")] == 0  # bound at start
+    assert len(events) == 2 * 8  # networks clients and none; 8 (kind, list) pairs per network
+    scraped_packets = samples[("dnsfilter_monitor_packets_total", ())]
+    assert scraped_packets >= 7
+    assert samples[("dnsfilter_monitor_kernel_drops_total", ())] == 0
+    assert samples[("dnsfilter_monitor_packet_errors_total", ())] == 0
+    skipped = "dnsfilter_monitor_packets_skipped_total"
+    assert {dict(k[1])["reason"]: v for k, v in samples.items() if k[0] == skipped} == {
+        "truncated": 0,
+        "fragment": 0,
+        "malformed": 0,
+        "not_ip": 0,
+        "not_tcp_udp": 0,
+    }
+    status, out, err = monitor.stop()
+    assert status == 0, err
+    lines = [json.loads(line) for line in out.splitlines()]
+    summary = lines[-1]
+    assert summary["type"] == "summary", out
+    got = Counter({(r["kind"], r["network"], r["list"]): r["count"] for r in summary["events"]})
+    assert got == expected, out
     assert summary["errors"] == 0
     assert summary["kernel_drops"] == 0
-    assert summary["packets"] >= 7  # at least one packet per probe went through the decoder
-    events = [line for line in lines if line["type"] == "event"]
-    assert {e["client"] for e in events} == {CLIENT_ADDRESS}
+    # At least one packet per probe went through the decoder; late ACKs may follow the scrape.
+    assert summary["packets"] >= scraped_packets >= 7
+    printed = [line for line in lines if line["type"] == "event"]
+    assert {e["client"] for e in printed} == {CLIENT_ADDRESS}
+
+    # The resolver's blocked query and the monitor's events, in one store, in one report.
+    assert resolver.stop()[0] == 0
+    report = lab.run(
+        lab.client,
+        sys.executable,
+        "-m",
+        "dnsfilter",
+        "report",
+        "--config",
+        str(config),
+        "--kind",
+        "all",
+        "--format",
+        "json",
+    )
+    rows = [
+        (r["list"], r["client"], r["kind"], r["count"], [n["name"] for n in r["top_names"]])
+        for r in json.loads(report.stdout)
+    ]
+    assert rows == [
+        ("apps", CLIENT_ADDRESS, "blocked", 1, ["www.banned.example.test"]),
+        ("apps", CLIENT_ADDRESS, "dns_other_resolver", 1, ["www.banned.example.test"]),
+        ("apps", CLIENT_ADDRESS, "flow_banned_prefix", 2, [f"{BANNED_ADDRESS}:9999"]),
+        ("apps", CLIENT_ADDRESS, "sni_blocked", 1, ["cdn.banned.example.test"]),
+        ("doh", CLIENT_ADDRESS, "sni_doh_resolver", 1, ["doh.example.test"]),
+    ]
 
 
 def test_monitor_exits_when_its_interface_disappears(lab: Lab, tmp_path: Path) -> None:

@@ -4,7 +4,11 @@ network and list, with ordinary traffic and broken packets mixed in."""
 from __future__ import annotations
 
 import json
+import re
+import socket
+import sqlite3
 import struct
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -17,6 +21,7 @@ from scapy.layers.l2 import ARP, Ether
 from scapy.packet import Packet, Raw
 from scapy.utils import wrpcap, wrpcapng
 
+from dnsfilter.querylog import Pseudonymizer
 from tests.egress.builders import BIG_KEY_SHARE, SUPPORTED_GROUPS, client_hello, dns_query
 from tests.egress.conftest import (
     APPROVED,
@@ -28,7 +33,10 @@ from tests.egress.conftest import (
     STRAY_CLIENT,
     UPSTREAM,
     dnsfilter,
+    egress_config,
+    write_config,
 )
+from tests.integration.harness import DnsFilter
 
 T0 = 1_700_000_000.0
 
@@ -265,8 +273,6 @@ def test_monitor_counts_every_bypass_exactly(
 
 def test_egress_lists_limit_what_counts(tmp_path: Path) -> None:
     """egress.lists: [doh] drops the apps list's names and networks from detection."""
-    from tests.egress.conftest import egress_config, write_config
-
     config = write_config(tmp_path, egress_config(lists=["doh"]))
     packets, expected, _, _ = scenario()
     capture = tmp_path / "capture.pcap"
@@ -355,3 +361,190 @@ def test_unsupported_link_type_exits_2(tmp_path: Path, config_path: Path) -> Non
     result = dnsfilter("monitor", "--pcap", str(capture), "--config", str(config_path))
     assert result.returncode == 2
     assert f"{capture}: link type 147 is not supported" in result.stderr
+
+
+# ---------------------------------------------------------------------------------------
+# Events in the audit store, and beside the blocked queries of `serve` in the report
+
+
+def audit_config(tmp_path: Path, **audit: Any) -> Path:
+    config = egress_config()
+    config["audit"] = {"sqlite_path": "audit.sqlite3", **audit}
+    return write_config(tmp_path, config)
+
+
+def db_counts(path: Path) -> Counter[tuple[str, str, str]]:
+    with sqlite3.connect(path) as db:
+        rows = db.execute(
+            "SELECT action, network, list, count(*) FROM events WHERE result = 'bypass'"
+            " GROUP BY action, network, list"
+        ).fetchall()
+    return Counter({(kind, network, list_name): count for kind, network, list_name, count in rows})
+
+
+def report_json(*args: str) -> list[dict[str, Any]]:
+    result = dnsfilter("report", *args, "--format", "json")
+    assert result.returncode == 0, result.stderr
+    rows: list[dict[str, Any]] = json.loads(result.stdout)
+    return rows
+
+
+def test_every_event_is_recorded_in_the_audit_store(tmp_path: Path) -> None:
+    # The capture is from 2023: retention 0, or the first batch would prune it at once.
+    config = audit_config(tmp_path, retention_days=0, jsonl_path="audit.jsonl")
+    packets, expected, _, _ = scenario()
+    capture = tmp_path / "capture.pcap"
+    wrpcap(str(capture), packets)
+
+    events, summary = run_monitor(capture, config)
+
+    db = tmp_path / "audit.sqlite3"
+    assert db_counts(db) == expected
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT count(*) FROM events WHERE result != 'bypass'").fetchone() == (
+            0,
+        )
+        stored = conn.execute(
+            "SELECT time, client, qname, destination FROM events ORDER BY id"
+        ).fetchall()
+    # Row for row the events the monitor printed, at the packets' own times.
+    assert [(client, qname, dest) for _, client, qname, dest in stored] == [
+        (e["client"], e["detail"], e["destination"]) for e in events
+    ]
+    assert all(T0 < when < T0 + 300 for when, _, _, _ in stored)
+    lines = [json.loads(line) for line in (tmp_path / "audit.jsonl").read_text().splitlines()]
+    assert Counter((x["action"], x["network"], x["list"]) for x in lines) == expected
+    assert {x["category"] for x in lines if x["list"] == "doh"} == {"bypass"}
+
+    # The report, per (list, network, client, kind), adds up to the same counts.
+    rows = report_json("--db", str(db), "--kind", "bypass")
+    reported: Counter[tuple[str, str, str]] = Counter()
+    for row in rows:
+        reported[row["kind"], row["network"], row["list"]] += row["count"]
+    assert reported == expected
+    flows = [r for r in rows if r["client"] == OFFICE_CLIENT and r["kind"] == "flow_banned_prefix"]
+    assert [(r["list"], r["count"], r["top_names"]) for r in flows] == [
+        (
+            "apps",
+            4,
+            [
+                {"name": "203.0.113.11:443", "count": 2},
+                {"name": "203.0.113.10:443", "count": 1},
+                {"name": "203.0.113.53:53", "count": 1},
+            ],
+        )
+    ]
+    assert summary["packets"] == len(packets)  # the summary is as it was
+    # Without --kind, the report is the blocked attempts only, as before: none here.
+    assert report_json("--db", str(db)) == []
+    assert report_json("--db", str(db), "--kind", "sni_blocked")[0]["top_names"] == [
+        {"name": "cdn.banned.example.test", "count": 1}
+    ]
+
+
+def test_no_audit_writes_nothing(tmp_path: Path) -> None:
+    config = audit_config(tmp_path)
+    capture = tmp_path / "capture.pcap"
+    wrpcap(str(capture), scenario()[0])
+    result = dnsfilter(
+        "monitor", "--pcap", str(capture), "--config", str(config), "--no-audit", "--summary-only"
+    )
+    assert result.returncode == 0, result.stderr
+    assert not (tmp_path / "audit.sqlite3").exists()
+
+
+#: A device of the office network that `serve` sees on loopback, and that the capture shows.
+DEVICE = "127.0.0.2"
+
+
+def test_report_shows_bypass_beside_the_blocked_queries_of_serve(tmp_path: Path) -> None:
+    """`serve` and `monitor` with one config write one store; hashed clients still match."""
+    config = egress_config()
+    config["server"] = {"listen": ["127.0.0.1:0"]}
+    config["upstream"] = {"servers": ["127.0.0.1:9"], "health_check_interval": 0}
+    config["networks"]["office"].append(f"{DEVICE}/32")
+    config["metrics"] = {"listen": "127.0.0.1:0"}
+    config["audit"] = {
+        "sqlite_path": "audit.sqlite3",
+        "pseudonymize": "hash",
+        "hash_key_file": "audit.key",
+    }
+    path = write_config(tmp_path, config)
+    db = tmp_path / "audit.sqlite3"
+
+    with DnsFilter(tmp_path, None, args=["--config", str(path)]) as server:
+        for name in ("banned.example.test", "banned.example.test", "x.banned.example.test"):
+            assert server.udp(name, source=DEVICE).answer  # blocked: 0.0.0.0
+    # serve flushed its buffer on SIGTERM.
+
+    c = Capture()
+    c.now = time.time() - 60  # recent: inside the default retention and --since 10m
+    c.tcp(DEVICE, "198.51.100.80", 443, client_hello("cdn.banned.example.test"), sport=52000)
+    c.tcp(DEVICE, "203.0.113.10", 443, flags="S", sport=53000)
+    c.udp(DEVICE, OTHER_RESOLVER, 53, dns_query("banned.example.test"))
+    c.tcp(DEVICE, OTHER_RESOLVER, 853, flags="S", sport=51000)
+    c.tcp(OFFICE_CLIENT, "203.0.113.10", 443, flags="S", sport=53001)
+    capture = tmp_path / "capture.pcap"
+    wrpcap(str(capture), c.packets)
+    result = dnsfilter("monitor", "--pcap", str(capture), "--config", str(path), "--summary-only")
+    assert result.returncode == 0, result.stderr
+    assert "events: 5 " in result.stdout
+
+    key = (tmp_path / "audit.key").read_bytes().strip()
+    device, other = (Pseudonymizer.keyed_hash(key)(a) for a in (DEVICE, OFFICE_CLIENT))
+    rows = report_json("--db", str(db), "--kind", "all", "--since", "10m")
+    assert [
+        (r["list"], r["network"], r["client"], r["kind"], r["count"], r["top_names"]) for r in rows
+    ] == [
+        ("", "office", device, "dot_other_resolver", 1, [_name(f"{OTHER_RESOLVER}:853")]),
+        (
+            "apps",
+            "office",
+            device,
+            "blocked",
+            3,
+            [_name("banned.example.test", 2), _name("x.banned.example.test")],
+        ),
+        ("apps", "office", device, "dns_other_resolver", 1, [_name("banned.example.test")]),
+        ("apps", "office", device, "flow_banned_prefix", 1, [_name("203.0.113.10:443")]),
+        ("apps", "office", device, "sni_blocked", 1, [_name("cdn.banned.example.test")]),
+        ("apps", "office", other, "flow_banned_prefix", 1, [_name("203.0.113.10:443")]),
+    ]
+    # Without --kind: the blocked attempts, as before; the table says what it left out.
+    assert [(r["client"], r["count"]) for r in report_json("--db", str(db))] == [(device, 3)]
+    table = dnsfilter("report", "--db", str(db))
+    assert table.returncode == 0, table.stderr
+    assert table.stderr == (
+        "dnsfilter report: 5 bypass events of `dnsfilter monitor` are not shown; "
+        "add --kind all to see them beside the blocked attempts\n"
+    )
+
+
+def _name(name: str, count: int = 1) -> dict[str, Any]:
+    return {"name": name, "count": count}
+
+
+def test_metrics_listen_with_a_capture_file(tmp_path: Path, config_path: Path) -> None:
+    capture = tmp_path / "capture.pcap"
+    wrpcap(str(capture), scenario()[0])
+    args = ("monitor", "--pcap", str(capture), "--config", str(config_path), "--summary-only")
+    served = dnsfilter(*args, "--no-audit", "--metrics-listen", "127.0.0.1:0")
+    assert served.returncode == 0, served.stderr
+    assert re.search(
+        r"^dnsfilter monitor: metrics on http://127\.0\.0\.1:\d+/metrics$",
+        served.stderr,
+        re.MULTILINE,
+    ), served.stderr
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        busy = dnsfilter(*args, "--no-audit", "--metrics-listen", f"127.0.0.1:{port}")
+    assert busy.returncode == 1
+    assert busy.stderr.endswith(
+        f"dnsfilter monitor: cannot serve metrics on 127.0.0.1:{port}: Address already in use "
+        "(give the monitor an address of its own with --metrics-listen, or use --no-metrics)\n"
+    ), busy.stderr
+    bad = dnsfilter(*args, "--metrics-listen", "nowhere")
+    assert bad.returncode == 2
+    assert bad.stderr.startswith("--metrics-listen: "), bad.stderr

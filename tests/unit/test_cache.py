@@ -606,3 +606,88 @@ def test_cache_keeps_ttl_policy() -> None:
     policy = TtlPolicy(min_ttl=5, max_ttl=50, negative_max_ttl=20)
     assert AnswerCache(4, policy).ttl_policy == policy
     assert AnswerCache(4).ttl_policy == TtlPolicy(0, 86400, 3600)
+
+
+# ---------------------------------------------------------------------------------------
+# Serve-stale (RFC 8767): expired entries kept for get_stale, never returned by get
+
+
+@pytest.mark.parametrize(
+    ("now", "fresh", "stale", "kept"),
+    [
+        pytest.param(NOW + 59.999, True, True, True, id="fresh"),
+        pytest.param(NOW + 60.0, False, True, True, id="just-expired"),
+        pytest.param(NOW + 60 + 99.999, False, True, True, id="just-inside-max-age"),
+        pytest.param(NOW + 60 + 100.0, False, False, False, id="at-max-age"),
+        pytest.param(NOW + 86400.0, False, False, False, id="long-after"),
+    ],
+)
+def test_stale_window(now: float, fresh: bool, stale: bool, kept: bool) -> None:
+    cache = AnswerCache(10, stale_max_age=100)
+    entry = entry_with_ttl(60)
+    cache.put(key("a"), entry)
+    assert (cache.get_stale(key("a"), now) is entry) is stale
+    assert (cache.get(key("a"), now) is entry) is fresh
+    assert (len(cache) == 1) is kept  # get() drops an entry only past the stale window
+    assert (cache.get_stale(key("a"), now) is entry) is (stale and kept)
+
+
+def test_get_stale_counts_nothing_and_keeps_lru_order() -> None:
+    cache = AnswerCache(2, stale_max_age=100)
+    cache.put(key("a"), entry_with_ttl(60))
+    cache.put(key("b"), entry_with_ttl(600))
+    assert cache.get(key("a"), NOW + 61) is None  # a stale candidate is a miss
+    assert cache.get_stale(key("a"), NOW + 61) is not None
+    assert (cache.hits, cache.misses) == (0, 1)
+    cache.put(key("c"), entry_with_ttl(60))  # a was not made recent: it goes first
+    assert cache.get_stale(key("a"), NOW + 61) is None
+    assert cache.evictions == 1
+
+
+def test_stale_max_age_zero_drops_at_expiry() -> None:
+    cache = AnswerCache(10)
+    cache.put(key("a"), entry_with_ttl(60))
+    assert cache.get_stale(key("a"), NOW + 60) is None
+    assert cache.get(key("a"), NOW + 60) is None
+    assert len(cache) == 0
+
+
+@pytest.mark.parametrize("edns", [False, True], ids=["no-edns", "edns"])
+def test_stale_reply_sets_every_ttl(edns: bool) -> None:
+    wire = response(
+        [
+            "www.example.com. 300 IN CNAME a.example.net.",
+            "a.example.net. 60 IN A 192.0.2.9",
+        ],
+        ["example.com. 3600 IN NS ns1.example.com."],
+    )
+    entry = cached(wire)
+    opt = opt_record(False) if edns else b""
+    stale = entry.stale_reply(0x4242, RD, CLIENT_QUESTION, opt, 30)
+    assert served_ttls(stale) == [30, 30, 30]
+    fresh = render(entry, NOW + 10, opt)
+    assert len(stale) == len(fresh)
+    assert stale[:12] == fresh[:12], "same header: client's ID and RD, counts, our OPT"
+    assert stale.endswith(opt)
+    assert served_ttls(render(entry, NOW + 10)) == [290, 50, 3590], "entry not mutated"
+
+
+def test_stale_reply_of_negative_answer_keeps_rcode() -> None:
+    entry = cached(response(rcode=3, authority=[SOA_300]))
+    stale = dns.message.from_wire(entry.stale_reply(0x4242, RD, CLIENT_QUESTION, b"", 30))
+    assert stale.rcode() == dns.rcode.NXDOMAIN
+    assert [rrset.ttl for rrset in stale.authority] == [30]
+
+
+@pytest.mark.parametrize(
+    ("ttl", "prefetch_at"),
+    [
+        pytest.param(100, NOW + 90, id="ttl-100"),
+        pytest.param(10, NOW + 9, id="ttl-10"),
+        pytest.param(1, NOW + 0.9, id="ttl-1"),
+    ],
+)
+def test_prefetch_window_is_last_tenth(ttl: int, prefetch_at: float) -> None:
+    entry = entry_with_ttl(ttl)
+    assert entry.prefetch_at == pytest.approx(prefetch_at)
+    assert (entry.late_hits, entry.prefetching, entry.stale_until) == (0, False, 0.0)

@@ -33,16 +33,22 @@ from dnsfilter.errors import ConfigError
 
 TOP_KEYS = (
     "allowlist, audit, cache, egress, forward_zones, lists, log_level, metrics, networks, "
-    "policies, reload, server, upstream"
+    "policies, ratelimit, reload, server, upstream"
 )
-SERVER_KEYS = "listen, max_inflight, max_tcp_connections, tcp_idle_timeout, udp_payload_size"
+SERVER_KEYS = (
+    "group, listen, max_inflight, max_tcp_connections, shutdown_timeout, tcp_idle_timeout, "
+    "udp_payload_size, user"
+)
 UPSTREAM_KEYS = "dead_time, health_check_interval, resolv_conf, servers, timeout"
-ENTRY_KEYS = "address, port, timeout"
+ENTRY_KEYS = "address, ca_file, port, timeout, tls, tls_name"
 POLICY_KEYS = (
     "cname_inspection, lists, mode, networks, response_ip_blocking, sinkhole_ipv4, "
     "sinkhole_ipv6, ttl"
 )
-CACHE_KEYS = "enabled, max_entries, max_ttl, min_ttl, negative_max_ttl"
+CACHE_KEYS = (
+    "enabled, max_entries, max_ttl, min_ttl, negative_max_ttl, prefetch, prefetch_min_hits, "
+    "serve_stale, stale_client_timeout, stale_max_age, stale_ttl"
+)
 LIST_KEYS = "ca_file, cache_dir, file, format, refresh, url"
 MODES = "null, nxdomain, nodata, refused, sinkhole"
 
@@ -443,9 +449,9 @@ def test_network_in_a_policy_with_no_lists_is_valid() -> None:
             upstream:
               servers:
                 - address: "192.0.2.1"
-                  tls: true
+                  protocol: https
             """,
-            [f"cfg.yaml:4: upstream.servers[0].tls: unknown key (known keys: {ENTRY_KEYS})"],
+            [f"cfg.yaml:4: upstream.servers[0].protocol: unknown key (known keys: {ENTRY_KEYS})"],
             id="unknown-server-entry-key",
         ),
         pytest.param(
@@ -1236,7 +1242,7 @@ def test_every_problem_is_reported_at_once() -> None:
           threads: 2
         upstream:
           servers:
-            - {address: "192.0.2.1", port: 0, tls: true}
+            - {address: "192.0.2.1", port: 0, protocol: doh}
           timeout: 0
         networks:
           lan: ["10.0.0.1/8"]
@@ -1263,7 +1269,7 @@ def test_every_problem_is_reported_at_once() -> None:
         f"cfg.yaml:1: verbose: unknown key (known keys: {TOP_KEYS})",
         "cfg.yaml:3: server.listen[0]: bad port '99999' in '127.0.0.1:99999'",
         f"cfg.yaml:4: server.threads: unknown key (known keys: {SERVER_KEYS})",
-        f"cfg.yaml:7: upstream.servers[0].tls: unknown key (known keys: {ENTRY_KEYS})",
+        f"cfg.yaml:7: upstream.servers[0].protocol: unknown key (known keys: {ENTRY_KEYS})",
         "cfg.yaml:7: upstream.servers[0].port: must be between 1 and 65535 (got 0)",
         "cfg.yaml:8: upstream.timeout: must be greater than 0 and at most 60 (got 0)",
         "cfg.yaml:10: networks.lan[0]: 10.0.0.1/8 has host bits set",
@@ -1597,3 +1603,193 @@ def test_read_resolv_conf_without_nameservers(tmp_path: Path) -> None:
 def test_read_resolv_conf_missing_file(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
         read_resolv_conf(str(tmp_path / "absent"))
+
+
+# ---------------------------------------------------------------------------------------
+# DNS-over-TLS upstreams, serve-stale and prefetch
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        pytest.param(
+            'servers: ["tls://192.0.2.1"]',
+            UpstreamServer(HostPort("192.0.2.1", 853), tls=True),
+            id="string-tls-default-port",
+        ),
+        pytest.param(
+            'servers: ["tls://192.0.2.1:8853#Dns.Example."]',
+            UpstreamServer(HostPort("192.0.2.1", 8853), tls=True, tls_name="dns.example"),
+            id="string-tls-port-name-normalized",
+        ),
+        pytest.param(
+            'servers: ["TLS://[2001:db8::1]#dns.example"]',
+            UpstreamServer(HostPort("2001:db8::1", 853), tls=True, tls_name="dns.example"),
+            id="string-tls-v6",
+        ),
+        pytest.param(
+            "servers: [{address: 192.0.2.1, tls: true, tls_name: dns.example, ca_file: ca.pem}]",
+            UpstreamServer(
+                HostPort("192.0.2.1", 853), tls=True, tls_name="dns.example", ca_file="ca.pem"
+            ),
+            id="mapping-tls",
+        ),
+        pytest.param(
+            "servers: [{address: 192.0.2.1, port: 8853, tls: true, timeout: 3}]",
+            UpstreamServer(HostPort("192.0.2.1", 8853), 3.0, tls=True),
+            id="mapping-tls-port",
+        ),
+        pytest.param(
+            'servers: [{address: "tls://192.0.2.1#dns.example", ca_file: /etc/ca.pem}]',
+            UpstreamServer(
+                HostPort("192.0.2.1", 853), tls=True, tls_name="dns.example", ca_file="/etc/ca.pem"
+            ),
+            id="mapping-tls-url-address",
+        ),
+        pytest.param(
+            "servers: [{address: 192.0.2.1, tls: false}]",
+            UpstreamServer(HostPort("192.0.2.1", 53)),
+            id="mapping-tls-false",
+        ),
+    ],
+)
+def test_tls_upstream_forms(text: str, expected: UpstreamServer) -> None:
+    config = parse_config(f"upstream:\n  {text}\n", "cfg.yaml", None)
+    assert config.upstream.servers == (expected,)
+
+
+def test_tls_upstream_name_and_relative_ca_file(tmp_path: Path) -> None:
+    path = tmp_path / "dnsfilter.yaml"
+    path.write_text(
+        "upstream:\n  servers: [{address: 192.0.2.1, tls: true, ca_file: certs/ca.pem}]\n"
+        "forward_zones:\n  corp.example: [{address: 10.0.0.53, tls: true, ca_file: ca.pem}]\n"
+    )
+    config = load_config(path)
+    (server,) = config.upstream.servers
+    assert server.ca_file == str(tmp_path.resolve() / "certs" / "ca.pem")
+    assert server.name == "tls://192.0.2.1:853"
+    assert config.forward_zones[0].servers[0].ca_file == str(tmp_path.resolve() / "ca.pem")
+    assert UpstreamServer(HostPort("2001:db8::1", 853), tls=True).name == "tls://[2001:db8::1]:853"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        pytest.param(
+            'servers: ["192.0.2.1#dns.example"]',
+            [
+                "cfg.yaml:2: upstream.servers[0]: '#NAME' needs a tls:// address "
+                "(got '192.0.2.1#dns.example')"
+            ],
+            id="name-without-tls",
+        ),
+        pytest.param(
+            'servers: ["tls://dns.example"]',
+            ["cfg.yaml:2: upstream.servers[0]: 'dns.example' is not an IP address"],
+            id="tls-host-name",
+        ),
+        pytest.param(
+            'servers: ["tls://192.0.2.1#bad..name"]',
+            [
+                "cfg.yaml:2: upstream.servers[0]: bad TLS name 'bad..name': "
+                "'bad..name' has an empty label"
+            ],
+            id="bad-tls-name",
+        ),
+        pytest.param(
+            "servers:\n    - {address: 192.0.2.1, tls_name: dns.example, ca_file: ca.pem}",
+            [
+                "cfg.yaml:3: upstream.servers[0].tls_name: applies to tls servers only",
+                "cfg.yaml:3: upstream.servers[0].ca_file: applies to tls servers only",
+            ],
+            id="tls-keys-without-tls",
+        ),
+        pytest.param(
+            "servers:\n"
+            '    - {address: "tls://192.0.2.1#a.example", tls: false, tls_name: b.example}',
+            [
+                "cfg.yaml:3: upstream.servers[0].tls: false, but the address is tls://",
+                "cfg.yaml:3: upstream.servers[0]: TLS name given twice (in address and tls_name)",
+            ],
+            id="contradictions",
+        ),
+        pytest.param(
+            'servers:\n    - {address: "tls://192.0.2.1:853", port: 8853}',
+            ["cfg.yaml:3: upstream.servers[0]: port given twice (in address and port)"],
+            id="port-twice",
+        ),
+        pytest.param(
+            'servers:\n    - {address: 192.0.2.1, tls: yes, ca_file: ""}',
+            [
+                "cfg.yaml:3: upstream.servers[0].tls: write true or false (got 'yes')",
+                "cfg.yaml:3: upstream.servers[0].ca_file: expected a path (got '')",
+            ],
+            id="tls-yes-and-empty-ca-file",
+        ),
+    ],
+)
+def test_tls_upstream_problems(text: str, expected: list[str]) -> None:
+    assert _problems(f"upstream:\n  {text}\n") == expected
+
+
+def test_cache_stale_and_prefetch_keys() -> None:
+    assert _parse("cache: {}\n").cache == CacheConfig()
+    assert CacheConfig() == CacheConfig(
+        serve_stale=True,
+        stale_max_age=86400,
+        stale_ttl=30,
+        stale_client_timeout=1.8,
+        prefetch=True,
+        prefetch_min_hits=2,
+    )
+    config = _parse(
+        """\
+        cache:
+          serve_stale: false
+          stale_max_age: 3600
+          stale_ttl: 5
+          stale_client_timeout: 0
+          prefetch: false
+          prefetch_min_hits: 10
+        """
+    )
+    assert config.cache == CacheConfig(
+        serve_stale=False,
+        stale_max_age=3600,
+        stale_ttl=5,
+        stale_client_timeout=0.0,
+        prefetch=False,
+        prefetch_min_hits=10,
+    )
+
+
+def test_cache_stale_and_prefetch_problems() -> None:
+    assert _problems(
+        """\
+        cache:
+          serve_stale: on
+          stale_max_age: 0
+          stale_ttl: 0
+          stale_client_timeout: -1
+          prefetch_min_hits: 0
+        """
+    ) == [
+        "cfg.yaml:2: cache.serve_stale: write true or false (got 'on')",
+        "cfg.yaml:3: cache.stale_max_age: must be between 1 and 604800 (got 0)",
+        "cfg.yaml:4: cache.stale_ttl: must be between 1 and 3600 (got 0)",
+        "cfg.yaml:5: cache.stale_client_timeout: must be at least 0 and at most 60 (got -1)",
+        "cfg.yaml:6: cache.prefetch_min_hits: must be between 1 and 1000000 (got 0)",
+    ]
+
+
+def test_upstream_flag_takes_tls_form() -> None:
+    config = with_overrides(Config(), upstreams=["tls://192.0.2.1#dns.example", "192.0.2.2"])
+    assert config.upstream.servers == (
+        UpstreamServer(HostPort("192.0.2.1", 853), tls=True, tls_name="dns.example"),
+        UpstreamServer(HostPort("192.0.2.2", 53)),
+    )
+    with pytest.raises(ConfigError) as info:
+        with_overrides(Config(), upstreams=["192.0.2.1#dns.example"])
+    assert info.value.problems == [
+        "--upstream: '#NAME' needs a tls:// address (got '192.0.2.1#dns.example')"
+    ]

@@ -21,6 +21,8 @@ from dnsfilter.config import AuditConfig, default_audit_path, parse_config
 from dnsfilter.errors import ConfigError
 from dnsfilter.metrics import AuditStats, Metrics
 from dnsfilter.querylog import (
+    BYPASS_RESULT,
+    SCHEMA_VERSION,
     AuditEvent,
     AuditLog,
     AuditWriter,
@@ -30,6 +32,7 @@ from dnsfilter.querylog import (
     SqliteWriter,
     blocked_devices,
     build_audit_log,
+    device_attempts,
     format_json_line,
     load_hash_key,
     open_store,
@@ -70,8 +73,8 @@ def event(
 def rows_in(path: Path) -> list[tuple[object, ...]]:
     with sqlite3.connect(path) as db:
         return db.execute(
-            "SELECT time, client, network, qname, qtype, result, list, category, action"
-            " FROM events ORDER BY id"
+            "SELECT time, client, network, qname, qtype, result, list, category, action,"
+            " destination FROM events ORDER BY id"
         ).fetchall()
 
 
@@ -90,6 +93,7 @@ def as_row(e: AuditEvent) -> Row:
         e.list_name,
         e.category,
         e.action,
+        e.destination,
     )
 
 
@@ -386,7 +390,7 @@ def test_json_line_format() -> None:
     assert format_json_line(row) == (
         '{"time":"2023-11-14T22:13:20.250Z","client":"10.1.2.3","network":"office",'
         '"qname":"n7.weixin.qq.com","qtype":"A","result":"blocked","list":"wechat",'
-        '"category":"messaging","action":"null"}'
+        '"category":"messaging","action":"null","destination":""}'
     )
     other = (*row[:4], 4242, *row[5:])
     assert json.loads(format_json_line(other))["qtype"] == "TYPE4242"
@@ -461,6 +465,130 @@ def test_blocked_devices_groups_orders_and_ranks_names(tmp_path: Path) -> None:
         "10.0.0.1",
     ]
     assert blocked_devices(store, network="nowhere") == []
+    store.close()
+
+
+#: A store as version 1 of the schema wrote it: no destination column.
+_SCHEMA_V1 = """
+CREATE TABLE events (
+    id INTEGER PRIMARY KEY, time REAL NOT NULL, client TEXT NOT NULL, network TEXT NOT NULL,
+    qname TEXT NOT NULL, qtype INTEGER NOT NULL, result TEXT NOT NULL, list TEXT NOT NULL,
+    category TEXT NOT NULL, action TEXT NOT NULL
+);
+CREATE INDEX events_time ON events (time);
+CREATE INDEX events_list_network ON events (list, network);
+INSERT INTO events (time, client, network, qname, qtype, result, list, category, action)
+    VALUES (%s, '10.0.0.1', 'office', 'a.wechat', 1, 'blocked', 'wechat', 'messaging', 'null');
+PRAGMA user_version = 1;
+"""
+
+
+def _v1_store(path: Path) -> None:
+    db = sqlite3.connect(path)
+    db.executescript(_SCHEMA_V1 % T0)
+    db.close()
+
+
+def test_a_version_1_store_is_read_as_it_is(tmp_path: Path) -> None:
+    path = tmp_path / "audit.sqlite3"
+    _v1_store(path)
+    store = open_store(path)
+    assert [(d.client, d.count, d.kind) for d in blocked_devices(store)] == [
+        ("10.0.0.1", 1, "blocked")
+    ]
+    assert device_attempts(store, ["sni_blocked"]) == []
+    store.close()
+    with sqlite3.connect(path) as db:  # read-only: still version 1, still without the column
+        assert db.execute("PRAGMA user_version").fetchone() == (1,)
+        assert "destination" not in {row[1] for row in db.execute("PRAGMA table_info(events)")}
+
+
+def test_a_writer_brings_a_version_1_store_to_version_2(tmp_path: Path) -> None:
+    path = tmp_path / "audit.sqlite3"
+    _v1_store(path)
+    writer = SqliteWriter(path)
+    writer.write([as_row(bypass_event("fd00::7", "[2001:db8::99]:853", kind="dot_other_resolver"))])
+    writer.close()
+    SqliteWriter(path).close()  # opening a version 2 store again changes nothing
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
+        assert db.execute("SELECT client, destination FROM events ORDER BY id").fetchall() == [
+            ("10.0.0.1", ""),
+            ("fd00::7", "[2001:db8::99]:853"),
+        ]
+
+
+def test_a_store_of_a_later_version_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "audit.sqlite3"
+    with sqlite3.connect(path) as db:
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    with pytest.raises(sqlite3.DatabaseError, match=f"schema version {SCHEMA_VERSION + 1}"):
+        SqliteWriter(path)
+
+
+def bypass_event(
+    client: str,
+    destination: str,
+    kind: str = "flow_banned_prefix",
+    list_name: str = "wechat",
+    qname: str = "",
+    when: float = T0,
+) -> AuditEvent:
+    return AuditEvent(
+        when,
+        client,
+        "office",
+        qname,
+        0,
+        BYPASS_RESULT,
+        list_name,
+        "messaging" if list_name else "",
+        kind,
+        destination,
+    )
+
+
+def test_device_attempts_show_bypass_kinds_beside_blocked_queries(tmp_path: Path) -> None:
+    db = tmp_path / "audit.sqlite3"
+    writer = SqliteWriter(db)
+    events = [
+        *(event(client="10.0.0.1", qname="a.wechat", when=T0 + i) for i in range(2)),
+        *(event(client="10.0.0.2", qname="a.wechat") for _ in range(3)),
+        # 10.0.0.1 also reached a banned prefix (twice), and sent the app's name in a hello.
+        bypass_event("10.0.0.1", "203.0.113.10:443", when=T0 + 5),
+        bypass_event("10.0.0.1", "203.0.113.10:443", when=T0 + 6),
+        bypass_event("10.0.0.1", "203.0.113.10:443", kind="sni_blocked", qname="mp.wechat"),
+        # Another resolver, for a name on no list: its list is empty.
+        bypass_event("10.0.0.3", "192.0.2.53:53", kind="dns_other_resolver", list_name=""),
+        bypass_event(
+            "10.0.0.3", "192.0.2.53:53", kind="dns_other_resolver", list_name="", qname="x.org"
+        ),
+    ]
+    writer.write([as_row(e) for e in events])
+    writer.close()
+    store = open_store(db)
+    every = ["blocked", "dns_other_resolver", "flow_banned_prefix", "sni_blocked"]
+    rows = device_attempts(store, every)
+    # By list; a device's rows together, the device with most attempts of all kinds first.
+    assert [(d.list_name, d.client, d.kind, d.count, d.top_names) for d in rows] == [
+        ("", "10.0.0.3", "dns_other_resolver", 2, (("192.0.2.53:53", 1), ("x.org", 1))),
+        ("wechat", "10.0.0.1", "blocked", 2, (("a.wechat", 2),)),
+        ("wechat", "10.0.0.1", "flow_banned_prefix", 2, (("203.0.113.10:443", 2),)),
+        ("wechat", "10.0.0.1", "sni_blocked", 1, (("mp.wechat", 1),)),
+        ("wechat", "10.0.0.2", "blocked", 3, (("a.wechat", 3),)),
+    ]
+    flows = rows[2]
+    assert (flows.first_seen, flows.last_seen) == (T0 + 5, T0 + 6)
+    # Blocked only: what blocked_devices always gave.
+    assert [(d.client, d.kind) for d in device_attempts(store, ["blocked"])] == [
+        ("10.0.0.2", "blocked"),
+        ("10.0.0.1", "blocked"),
+    ]
+    assert device_attempts(store, ["blocked"]) == blocked_devices(store)
+    assert [(d.client, d.kind) for d in device_attempts(store, ["sni_blocked"])] == [
+        ("10.0.0.1", "sni_blocked")
+    ]
+    assert device_attempts(store, []) == []
     store.close()
 
 

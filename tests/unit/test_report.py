@@ -8,7 +8,7 @@ import json
 import pytest
 
 from dnsfilter.querylog import DeviceAttempts
-from dnsfilter.report import parse_since, write_report
+from dnsfilter.report import BYPASS_KINDS, expand_kinds, parse_since, write_report
 
 NOW = 1_714_550_400.0  # 2024-05-01T08:00:00Z
 ROWS = [
@@ -91,3 +91,93 @@ def test_empty_report() -> None:
     assert _render("table", []) == "no blocked attempts recorded\n"
     assert _render("csv", []) == "list,network,client,count,first_seen,last_seen,top_names\n"
     assert _render("json", []) == "[]\n"
+
+
+#: Bypass rows of `dnsfilter monitor` beside a blocked one, as device_attempts gives them.
+KIND_ROWS = [
+    DeviceAttempts(
+        "", "ministry", "10.1.2.3", 2, NOW, NOW, (("198.51.100.99:53", 2),), "dns_other_resolver"
+    ),
+    DeviceAttempts(
+        "wechat", "ministry", "10.1.2.3", 412, NOW, NOW, (("weixin.qq.com", 412),), "blocked"
+    ),
+    DeviceAttempts(
+        "wechat",
+        "ministry",
+        "10.1.2.3",
+        3,
+        NOW,
+        NOW + 60,
+        (("[2001:db8:bad::1]:443", 3),),
+        "flow_banned_prefix",
+    ),
+]
+
+
+def _render_kinds(style: str) -> str:
+    out = io.StringIO()
+    write_report(KIND_ROWS, style, out, with_kind=True)
+    return out.getvalue()
+
+
+def test_table_with_kinds() -> None:
+    assert _render_kinds("table") == (
+        "LIST    NETWORK   CLIENT    KIND                COUNT  FIRST SEEN            "
+        "LAST SEEN             TOP NAMES\n"
+        "-       ministry  10.1.2.3  dns_other_resolver  2      2024-05-01T08:00:00Z  "
+        "2024-05-01T08:00:00Z  198.51.100.99:53 (2)\n"
+        "wechat  ministry  10.1.2.3  blocked             412    2024-05-01T08:00:00Z  "
+        "2024-05-01T08:00:00Z  weixin.qq.com (412)\n"
+        "wechat  ministry  10.1.2.3  flow_banned_prefix  3      2024-05-01T08:00:00Z  "
+        "2024-05-01T08:01:00Z  [2001:db8:bad::1]:443 (3)\n"
+    )
+
+
+def test_csv_with_kinds() -> None:
+    assert _render_kinds("csv") == (
+        "list,network,client,kind,count,first_seen,last_seen,top_names\n"
+        ",ministry,10.1.2.3,dns_other_resolver,2,2024-05-01T08:00:00Z,2024-05-01T08:00:00Z,"
+        "198.51.100.99:53:2\n"
+        "wechat,ministry,10.1.2.3,blocked,412,2024-05-01T08:00:00Z,2024-05-01T08:00:00Z,"
+        "weixin.qq.com:412\n"
+        "wechat,ministry,10.1.2.3,flow_banned_prefix,3,2024-05-01T08:00:00Z,2024-05-01T08:01:00Z,"
+        "[2001:db8:bad::1]:443:3\n"
+    )
+
+
+def test_json_with_kinds() -> None:
+    document = json.loads(_render_kinds("json"))
+    assert [list(row) for row in document] == [
+        ["list", "network", "client", "kind", "count", "first_seen", "last_seen", "top_names"]
+    ] * 3
+    assert document[0]["list"] == ""
+    assert document[2]["kind"] == "flow_banned_prefix"
+    assert document[2]["top_names"] == [{"name": "[2001:db8:bad::1]:443", "count": 3}]
+    empty = io.StringIO()
+    write_report([], "table", empty, with_kind=True)
+    assert empty.getvalue() == "nothing of these kinds recorded\n"
+
+
+@pytest.mark.parametrize(
+    ("chosen", "kinds"),
+    [
+        pytest.param(["blocked"], ("blocked",), id="blocked"),
+        pytest.param(
+            ["bypass"],
+            (
+                "dns_other_resolver",
+                "dot_other_resolver",
+                "sni_doh_resolver",
+                "sni_blocked",
+                "flow_banned_prefix",
+            ),
+            id="bypass",
+        ),
+        pytest.param(["all"], ("blocked", *BYPASS_KINDS), id="all"),
+        pytest.param(
+            ["sni_blocked", "blocked", "sni_blocked"], ("blocked", "sni_blocked"), id="repeated"
+        ),
+    ],
+)
+def test_expand_kinds(chosen: list[str], kinds: tuple[str, ...]) -> None:
+    assert expand_kinds(chosen) == kinds
