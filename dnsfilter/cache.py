@@ -87,7 +87,7 @@ class CacheEntry:
         self.prefetching = False  #: a refresh was started (at most one per entry)
         #: after a failed refresh, the stale entry is served without asking until then
         self.stale_until = 0.0
-        self._rendered_age: int | None = None
+        self._rendered_age: int | None = 0
         self._rendered = body
         #: What the policy found in the answer (CNAME targets, addresses), set on fill, so
         #: a hit is checked against the asking client's policy with two ANDs.
@@ -199,10 +199,15 @@ def _build_entry(
         parts.append(wire[ref.start : ref.end])
         length += ref.end - ref.start
     flags = (scan.flags & ~(_AA | 0xF)) | (rcode & 0xF)
+    body = bytearray().join(parts)
+    # The stored body carries the clamped TTLs, so at age 0 it is its own rendering and
+    # an entry that is never hit again holds one copy of its bytes, not two.
+    for offset, ttl in zip(offsets, ttls, strict=True):
+        _U32.pack_into(body, offset, ttl)
     return CacheEntry(
         flags,
         (counts[0], counts[1], counts[2]),
-        b"".join(parts),
+        bytes(body),
         tuple(offsets),
         ttls,
         now,

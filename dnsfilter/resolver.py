@@ -271,7 +271,9 @@ class Resolver:
         if cache is not None:
             entry = make_entry(answer.wire, answer.scan, now, cache.ttl_policy)
             if entry is not None:
-                entry.inspection = inspection
+                # Most answers hit no list: keep nothing for them (one object fewer each).
+                if inspection is not None and (inspection.cname_bits or inspection.address_bits):
+                    entry.inspection = inspection
                 if self.policy is policy:
                     cache.put(CacheKey(q.qname, q.qtype, q.qclass, q.do, q.cd), entry)
         return answer, inspection, entry, now
