@@ -11,6 +11,7 @@ import ipaddress
 from array import array
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from operator import attrgetter, methodcaller
 from typing import NamedTuple
 
 from dnsfilter.blocking import BlockAnswers, BlockMode
@@ -204,6 +205,11 @@ class PackedTable:
             slot = (slot + 1) & mask
 
 
+_domain_of = attrgetter("domain")
+_mode_of = attrgetter("mode")
+_dots = methodcaller("count", ".")
+
+
 class DomainTable:
     """Every list's entries, exceptions and the allowlist in one table of bitmasks.
 
@@ -220,31 +226,35 @@ class DomainTable:
         self._count = count
         self._allow_bit = 1 << (2 * count)
         self._exception_bits = ((1 << count) - 1) << count
+        # Built with map() over C-level getters: a million-entry list loads in a fraction
+        # of what a Python loop per entry costs.
         table: dict[int, int] = {}
         overrides: dict[tuple[int, str], BlockMode] = {}
+        names: list[Iterable[str]] = [allowlist]
         for index, blocklist in enumerate(lists):
             bit = 1 << index
-            for entry in blocklist.domains:
-                key = hash(entry.domain)
-                table[key] = table.get(key, 0) | bit
-                if entry.mode is not None:
-                    overrides[(index, entry.domain)] = entry.mode
-            exception_bit = bit << count
-            for entry in blocklist.exceptions:
-                key = hash(entry.domain)
-                table[key] = table.get(key, 0) | exception_bit
+            for entries, entry_bit in (
+                (blocklist.domains, bit),
+                (blocklist.exceptions, bit << count),
+            ):
+                keys = map(hash, map(_domain_of, entries))
+                if not table:
+                    table = dict.fromkeys(keys, entry_bit)
+                else:
+                    get = table.get
+                    for key in keys:
+                        table[key] = get(key, 0) | entry_bit
+                names.append(map(_domain_of, entries))
+            for entry in filter(_mode_of, blocklist.domains):
+                assert entry.mode is not None
+                overrides[(index, entry.domain)] = entry.mode
         for name in allowlist:
             key = hash(name)
             table[key] = table.get(key, 0) | self._allow_bit
-        depths = [
-            name.count(".") + 1
-            for blocklist in lists
-            for entries in (blocklist.domains, blocklist.exceptions)
-            for name in (entry.domain for entry in entries)
-        ] + [name.count(".") + 1 for name in allowlist]
+        depths = [dots for group in names for dots in map(_dots, group)]
         #: A query name is only looked up at suffixes as deep as some entry is.
-        self._min_labels = min(depths, default=1)
-        self._max_labels = max(depths, default=0)
+        self._min_labels = min(depths, default=0) + 1
+        self._max_labels = max(depths, default=-1) + 1
         self._table: dict[int, int] | PackedTable = (
             PackedTable(table) if len(table) > PACKED_ABOVE else table
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 import ipaddress
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from dnsfilter.blocking import BlockMode
 
@@ -24,8 +25,10 @@ class Reference:
     title: str
 
 
-@dataclass(frozen=True, slots=True)
-class DomainEntry:
+class DomainEntry(NamedTuple):
+    """One list entry. A NamedTuple: a million-line list makes a million of these, and a
+    tuple is built in a third of a frozen dataclass's time."""
+
     domain: str  #: normalized: lowercase, no trailing dot, punycode
     line: int
     note: str = ""
