@@ -308,22 +308,26 @@ class DnsFilterCollector(Collector):
         yield inflight
         yield limited
 
-        dropped = CounterMetricFamily(
-            "dnsfilter_audit_events_dropped",
-            "Audit events lost because the audit buffer was full (the oldest go first).",
-        )
-        dropped.add_metric((), self.audit.dropped)
-        write_failures = CounterMetricFamily(
-            "dnsfilter_audit_write_failures",
-            "Audit batches (or retention and size prunes) that a writer failed to store.",
-        )
-        write_failures.add_metric((), self.audit.write_failures)
-        yield dropped
-        yield write_failures
+        yield from _audit_and_build(self.audit)
 
-        build = InfoMetricFamily("dnsfilter_build", "The running dnsfilter version.")
-        build.add_metric((), {"version": __version__})
-        yield build
+
+def _audit_and_build(audit: AuditStats) -> Iterator[Metric]:
+    """The families serve and monitor both export: the audit log's losses and the version."""
+    dropped = CounterMetricFamily(
+        "dnsfilter_audit_events_dropped",
+        "Audit events lost because the audit buffer was full (the oldest go first).",
+    )
+    dropped.add_metric((), audit.dropped)
+    write_failures = CounterMetricFamily(
+        "dnsfilter_audit_write_failures",
+        "Audit batches (or retention and size prunes) that a writer failed to store.",
+    )
+    write_failures.add_metric((), audit.write_failures)
+    yield dropped
+    yield write_failures
+    build = InfoMetricFamily("dnsfilter_build", "The running dnsfilter version.")
+    build.add_metric((), {"version": __version__})
+    yield build
 
 
 def _histograms(
@@ -466,22 +470,7 @@ class MonitorCollector(Collector):
         drops.add_metric((), monitor.kernel_drops)
         yield drops
 
-        dropped = CounterMetricFamily(
-            "dnsfilter_audit_events_dropped",
-            "Audit events lost because the audit buffer was full (the oldest go first).",
-        )
-        dropped.add_metric((), self.audit.dropped)
-        write_failures = CounterMetricFamily(
-            "dnsfilter_audit_write_failures",
-            "Audit batches (or retention and size prunes) that a writer failed to store.",
-        )
-        write_failures.add_metric((), self.audit.write_failures)
-        yield dropped
-        yield write_failures
-
-        build = InfoMetricFamily("dnsfilter_build", "The running dnsfilter version.")
-        build.add_metric((), {"version": __version__})
-        yield build
+        yield from _audit_and_build(self.audit)
 
 
 class MonitorMetrics:
