@@ -17,10 +17,12 @@ import asyncio
 import contextlib
 import logging
 import secrets
+import select
 import socket
 import ssl
 import struct
 import time
+import weakref
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import NamedTuple, Protocol, cast
 
@@ -87,6 +89,51 @@ def _check_answer(data: bytes, msg_id: int, question: bytes) -> ResponseScan | N
     return scan
 
 
+class _ReadinessPoller:
+    """One epoll for every upstream UDP socket in flight, registered with the loop once.
+
+    A reader per short-lived socket costs the event loop a handle to create and tear down
+    (uvloop: a libuv poll handle, about a quarter of a forwarded query's CPU); registering
+    the socket with our own epoll is a single syscall, and the loop wakes us on its fd.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._epoll = select.epoll()
+        self._handlers: dict[int, Callable[[], None]] = {}
+        loop.add_reader(self._epoll.fileno(), self._ready)
+
+    def watch(self, fd: int, handler: Callable[[], None]) -> None:
+        self._epoll.register(fd, select.EPOLLIN)
+        self._handlers[fd] = handler
+
+    def unwatch(self, fd: int) -> None:
+        del self._handlers[fd]
+        self._epoll.unregister(fd)
+
+    def _ready(self) -> None:
+        for fd, _events in self._epoll.poll(0):
+            handler = self._handlers.get(fd)
+            if handler is not None:
+                handler()
+
+
+_pollers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _ReadinessPoller] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _poller(loop: asyncio.AbstractEventLoop) -> _ReadinessPoller:
+    poller = _pollers.get(loop)
+    if poller is None:
+        poller = _pollers[loop] = _ReadinessPoller(loop)
+    return poller
+
+
+def _expire(done: asyncio.Future[tuple[bytes, ResponseScan]], message: str) -> None:
+    if not done.done():
+        done.set_exception(UpstreamTimeout(message))
+
+
 async def udp_exchange(
     server: HostPort, query: bytes, question: bytes, timeout: float
 ) -> tuple[bytes, ResponseScan]:
@@ -119,14 +166,16 @@ async def udp_exchange(
                     log.debug("ignored a non-matching datagram from %s", server)
 
         fd = sock.fileno()
-        loop.add_reader(fd, on_readable)
+        poller = _poller(loop)
+        poller.watch(fd, on_readable)
+        timer = loop.call_later(
+            timeout, _expire, done, f"{server}: no answer over UDP in {timeout:g}s"
+        )
         try:
-            async with asyncio.timeout(timeout):
-                return await done
-        except TimeoutError:
-            raise UpstreamTimeout(f"{server}: no answer over UDP in {timeout:g}s") from None
+            return await done
         finally:
-            loop.remove_reader(fd)
+            timer.cancel()
+            poller.unwatch(fd)
     finally:
         sock.close()
 
