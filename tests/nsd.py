@@ -11,19 +11,15 @@ switched off when the installed build has it, so tests may query as fast as they
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from types import TracebackType
-from typing import IO, Self
 
 import dns.exception
 import dns.message
@@ -31,6 +27,7 @@ import dns.query
 import dns.rcode
 import dns.rdatatype
 
+from tests.daemon import Daemon
 from tests.fakes import bind_udp_tcp, format_address
 
 #: Records on ``big.example.test``: TXT answer ~2.7 kB (> 1232), A answer ~0.7 kB (> 512).
@@ -78,8 +75,6 @@ intranet IN A    10.1.2.3
 
 DEFAULT_ZONES: Mapping[str, str] = {"example.test": DEFAULT_ZONE, "corp.test": CORP_ZONE}
 
-_START_ATTEMPTS = 5
-_STOP_TIMEOUT = 5.0
 _POLL_TIMEOUT = 0.25
 
 
@@ -150,12 +145,14 @@ def _free_port(hosts: Sequence[str]) -> int:
     raise OSError(f"no port free for UDP and TCP on all of {', '.join(hosts)}")
 
 
-class NsdServer:
+class NsdServer(Daemon):
     """NSD serving ``zones`` (origin -> zone-file text) on ``host`` (or every one of ``hosts``).
 
     ``zones`` None or empty means DEFAULT_ZONES. Zones are checked with nsd-checkzone first, so a
     typo fails fast with its message. ``log()`` returns what nsd wrote, for failure messages.
     """
+
+    name = "nsd"
 
     def __init__(
         self,
@@ -166,18 +163,13 @@ class NsdServer:
         startup_timeout: float = 10.0,
         verbosity: int = 0,
     ) -> None:
-        self.binary = find_nsd()
+        super().__init__(find_nsd(), startup_timeout)
         self.zones = {origin.rstrip(".").lower(): text for origin, text in (zones or {}).items()}
         if not self.zones:
             self.zones = dict(DEFAULT_ZONES)
         self.hosts: tuple[str, ...] = tuple(hosts) if hosts else (host,)
         self.host = self.hosts[0]
-        self.port = 0
-        self.startup_timeout = startup_timeout
         self.verbosity = verbosity
-        self.workdir: Path | None = None
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._output: IO[bytes] | None = None
 
     @property
     def address(self) -> str:
@@ -187,55 +179,6 @@ class NsdServer:
     @property
     def addresses(self) -> list[str]:
         return [format_address(h, self.port) for h in self.hosts]
-
-    @property
-    def config_path(self) -> Path:
-        assert self.workdir is not None, "NsdServer not started"
-        return self.workdir / "nsd.conf"
-
-    # -- lifecycle ----------------------------------------------------------------------------
-
-    def start(self) -> Self:
-        """Write the config, start nsd and wait until it answers every zone's SOA."""
-        if self._proc is not None:
-            raise RuntimeError("NsdServer already started")
-        self.workdir = Path(tempfile.mkdtemp(prefix="dnsfilter-nsd-"))
-        try:
-            self._write_zones()
-            failures: list[str] = []
-            for _ in range(_START_ATTEMPTS):
-                self.port = _free_port(self.hosts)
-                self.config_path.write_text(self._config())
-                self._spawn()
-                problem = self._wait_ready()
-                if problem is None:
-                    return self
-                self._terminate()
-                failures.append(problem)
-                if "already in use" not in problem:  # only a lost port race is worth a retry
-                    break
-            raise RuntimeError(f"nsd did not start on {self.address}:\n{failures[-1]}")
-        except BaseException:
-            self.stop()
-            raise
-
-    def stop(self) -> None:
-        """Terminate nsd (kill if it lingers) and remove the temp dir. Idempotent."""
-        self._terminate()
-        if self.workdir is not None:
-            shutil.rmtree(self.workdir, ignore_errors=True)
-            self.workdir = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def log(self) -> str:
         """What nsd has written to stderr and its log file so far."""
@@ -252,7 +195,13 @@ class NsdServer:
 
     # -- internals ----------------------------------------------------------------------------
 
-    def _write_zones(self) -> None:
+    def _pick_port(self) -> int:
+        return _free_port(self.hosts)
+
+    def _where(self) -> str:
+        return self.address
+
+    def _prepare(self) -> None:
         assert self.workdir is not None
         checkzone = _tool(self.binary, "nsd-checkzone")
         for origin, text in self.zones.items():
@@ -298,20 +247,6 @@ class NsdServer:
             lines += ["zone:", f"    name: {origin}", f'    zonefile: "{origin}.zone"', ""]
         return "\n".join(lines)
 
-    def _spawn(self) -> None:
-        assert self.workdir is not None
-        if self._output is not None:
-            self._output.close()
-        self._output = open(self.workdir / "nsd.stderr", "wb")  # noqa: SIM115 - closed in _terminate
-        self._proc = subprocess.Popen(
-            [self.binary, "-d", "-c", str(self.config_path)],
-            stdin=subprocess.DEVNULL,
-            stdout=self._output,
-            stderr=subprocess.STDOUT,
-            cwd=self.workdir,
-            start_new_session=True,  # its own process group, so its children can be killed too
-        )
-
     def _wait_ready(self) -> str | None:
         """None once nsd answers every zone's SOA over UDP and TCP, else what went wrong."""
         proc = self._proc
@@ -340,55 +275,3 @@ class NsdServer:
         return reply.rcode() == dns.rcode.NOERROR and any(
             rrset.rdtype == dns.rdatatype.SOA for rrset in reply.answer
         )
-
-    def _terminate(self) -> None:
-        proc, self._proc = self._proc, None
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(_STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):  # not reaped: the group is nsd's
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(_STOP_TIMEOUT)
-        if proc is not None:
-            _wait_group_gone(proc.pid)
-        if self._output is not None:
-            self._output.close()
-            self._output = None
-
-
-def _live_members(pgid: int) -> list[int] | None:
-    """PIDs of non-zombie processes in group ``pgid``; None where /proc cannot tell."""
-    members = []
-    try:
-        entries = os.listdir("/proc")
-    except OSError:
-        return None
-    for entry in entries:
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path("/proc", entry, "stat").read_text()
-        except OSError:
-            continue  # exited meanwhile
-        # "pid (comm) state ppid pgrp ...": comm may hold spaces, so split after the last ")".
-        fields = stat[stat.rfind(")") + 2 :].split()
-        if len(fields) > 2 and int(fields[2]) == pgid and fields[0] != "Z":
-            members.append(int(entry))
-    return members
-
-
-def _wait_group_gone(pgid: int, timeout: float = 3.0) -> None:
-    """Wait for nsd's server and xfrd children (same process group) to exit; kill stragglers.
-
-    Zombies do not count: after nsd's main process is gone they are reaped by init, not by us.
-    """
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        members = _live_members(pgid)
-        if not members:
-            return
-        time.sleep(0.02)
-    with contextlib.suppress(ProcessLookupError):  # members still live, so the group is nsd's
-        os.killpg(pgid, signal.SIGKILL)

@@ -18,24 +18,20 @@ import contextlib
 import os
 import secrets
 import shutil
-import signal
 import socket
 import ssl
 import subprocess
-import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from types import TracebackType
-from typing import IO, Self
 
 from dnslib import DNSRecord
 
 from tests.certs import ServerCert
+from tests.daemon import Daemon
 
 #: The name the test certificates are issued for.
 DOT_NAME = "dns.dnsfilter.test"
-_STOP_TIMEOUT = 5.0
 
 
 def find_unbound() -> str:
@@ -51,8 +47,10 @@ def free_tcp_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
-class UnboundDot:
+class UnboundDot(Daemon):
     """unbound serving DNS over TLS on 127.0.0.1 with cert; see the module docstring."""
+
+    name = "unbound"
 
     def __init__(
         self,
@@ -62,59 +60,17 @@ class UnboundDot:
         *,
         startup_timeout: float = 10.0,
     ) -> None:
-        self.binary = find_unbound()
+        super().__init__(find_unbound(), startup_timeout)
         self.cert = cert
         self.local_data = list(local_data)
         self.forward = dict(forward or {})
         self.host = "127.0.0.1"
-        self.port = 0
-        self.startup_timeout = startup_timeout
-        self.workdir: Path | None = None
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._output: IO[bytes] | None = None
 
-    def __enter__(self) -> Self:
-        return self.start()
+    def _pick_port(self) -> int:
+        return free_tcp_port(self.host)
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    @property
-    def config_path(self) -> Path:
-        assert self.workdir is not None, "UnboundDot not started"
-        return self.workdir / "unbound.conf"
-
-    def start(self) -> Self:
-        if self._proc is not None:
-            raise RuntimeError("UnboundDot already started")
-        self.workdir = Path(tempfile.mkdtemp(prefix="dnsfilter-unbound-"))
-        try:
-            for _ in range(5):  # a free port may be taken before unbound binds it
-                self.port = free_tcp_port(self.host)
-                self.config_path.write_text(self._config())
-                self._check_config()
-                self._spawn()
-                problem = self._wait_ready()
-                if problem is None:
-                    return self
-                self._terminate()
-                if "address already in use" not in problem.lower():
-                    break
-            raise RuntimeError(f"unbound did not start on {self.host}@{self.port}:\n{problem}")
-        except BaseException:
-            self.stop()
-            raise
-
-    def stop(self) -> None:
-        self._terminate()
-        if self.workdir is not None:
-            shutil.rmtree(self.workdir, ignore_errors=True)
-            self.workdir = None
+    def _where(self) -> str:
+        return f"{self.host}@{self.port}"
 
     def log(self) -> str:
         if self.workdir is None:
@@ -209,20 +165,6 @@ class UnboundDot:
             output = (done.stdout + done.stderr).decode(errors="replace")
             raise RuntimeError(f"unbound-checkconf rejected the config:\n{output}")
 
-    def _spawn(self) -> None:
-        assert self.workdir is not None
-        if self._output is not None:
-            self._output.close()
-        self._output = open(self.workdir / "unbound.stderr", "wb")  # noqa: SIM115 - closed in _terminate
-        self._proc = subprocess.Popen(
-            [self.binary, "-d", "-c", str(self.config_path)],
-            stdin=subprocess.DEVNULL,
-            stdout=self._output,
-            stderr=subprocess.STDOUT,
-            cwd=self.workdir,
-            start_new_session=True,
-        )
-
     def _wait_ready(self) -> str | None:
         proc = self._proc
         assert proc is not None
@@ -237,20 +179,6 @@ class UnboundDot:
                 continue
             return None
         return f"no answer over TLS within {self.startup_timeout:g}s\n{self.log()}"
-
-    def _terminate(self) -> None:
-        proc, self._proc = self._proc, None
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(_STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(_STOP_TIMEOUT)
-        if self._output is not None:
-            self._output.close()
-            self._output = None
 
 
 def _read_exactly(sock: ssl.SSLSocket, count: int) -> bytes:
