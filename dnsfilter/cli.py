@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import gc
 import logging
 import sys
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from dnsfilter import __version__
-from dnsfilter.app import Service
+from dnsfilter.app import Service, run_loop
 from dnsfilter.config import Config, default_config_text, with_overrides
 from dnsfilter.egress.cli import register as register_egress
 from dnsfilter.errors import ConfigError, ListError, PrivilegeError
@@ -23,6 +22,7 @@ from dnsfilter.loading import load_configured
 from dnsfilter.metrics import Metrics
 from dnsfilter.report import register as register_report
 from dnsfilter.server import ListenError
+from dnsfilter.workers import Supervisor, worker_count
 
 log = logging.getLogger("dnsfilter")
 
@@ -172,7 +172,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     try:
         config, lists = load()
         logging.getLogger().setLevel(config.log_level.upper())
-        service = Service(config, lists, Metrics(), loader=load)
+        workers = worker_count(config)
+        service: Service | Supervisor
+        if workers > 1:
+            service = Supervisor(config, lists, workers, loader=load)
+        else:
+            service = Service(config, lists, Metrics(), loader=load)
     except (ConfigError, ListError) as exc:
         _report(exc.problems)
         return EXIT_INVALID
@@ -183,19 +188,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     del lists
     gc.collect()
     try:
-        return _run(service.run())
+        return run_loop(service.run())
+    except ConfigError as exc:  # the supervisor opens the audit store once bound
+        _report(exc.problems)
+        return EXIT_INVALID
     except (ListenError, PrivilegeError, OSError) as exc:
         log.error("%s", exc)
         return EXIT_FAILURE
-
-
-def _run(main_coro: Coroutine[Any, Any, int]) -> int:
-    """Run on uvloop when it is installed (it is a dependency on Linux), else on asyncio."""
-    try:
-        import uvloop
-    except ImportError:
-        factory = None
-    else:
-        factory = uvloop.new_event_loop
-    with asyncio.Runner(loop_factory=factory) as runner:
-        return runner.run(main_coro)

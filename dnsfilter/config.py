@@ -88,7 +88,12 @@ class ServerConfig:
     shutdown_timeout: float = 5.0  #: seconds SIGTERM waits for queries being resolved
     user: str | None = None  #: started as root: the user to switch to once bound
     group: str | None = None  #: ...and the group; None: the user's primary group
+    #: processes serving the listeners (SO_REUSEPORT); 0: one per CPU this process may use
+    workers: int = 1
 
+
+#: Most server.workers: far more than cores on any one host, few enough to bound metric labels.
+MAX_WORKERS = 256
 
 #: ratelimit.action values: what a query over its client's rate gets.
 RATELIMIT_ACTIONS = ("drop", "refused")
@@ -273,6 +278,7 @@ _SERVER_KEYS = frozenset(
         "shutdown_timeout",
         "user",
         "group",
+        "workers",
     }
 )
 _RATELIMIT_KEYS = frozenset(
@@ -619,6 +625,9 @@ def _server(r: Reader, node: Mapping | None) -> ServerConfig:
         ),
         user=_account(r, node, "user"),
         group=_account(r, node, "group"),
+        workers=_or(
+            r.integer(get(node, "workers"), "server.workers", 0, MAX_WORKERS), default.workers
+        ),
     )
 
 

@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import logging
 import socket
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
@@ -27,9 +27,17 @@ Readiness = Callable[[], tuple[bool, str]]
 
 
 class StatusServer:
-    def __init__(self, registry: CollectorRegistry, readiness: Readiness) -> None:
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        readiness: Readiness,
+        refresh: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        """refresh: awaited before /metrics and /readyz are answered (a supervisor asks its
+        workers for their figures)."""
         self.registry = registry
         self.readiness = readiness
+        self.refresh = refresh
         self._server: asyncio.Server | None = None
 
     async def start(self, address: HostPort) -> HostPort:
@@ -67,7 +75,10 @@ class StatusServer:
         request_line = head.split(b"\r\n", 1)[0].decode("latin-1")
         parts = request_line.split()
         method, target = (parts[0], parts[1]) if len(parts) >= 2 else ("", "")
-        status, content_type, body = self._route(method, target.split("?", 1)[0])
+        path = target.split("?", 1)[0]
+        if self.refresh is not None and path in ("/metrics", "/readyz"):
+            await self.refresh()
+        status, content_type, body = self._route(method, path)
         headers = (
             f"HTTP/1.1 {status} {_REASONS[status]}\r\n"
             f"Content-Type: {content_type}\r\n"

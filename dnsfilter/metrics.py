@@ -8,12 +8,14 @@ metric families when Prometheus scrapes. Labels come only from enums and configu
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import time
 from bisect import bisect_left
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import (
@@ -29,6 +31,8 @@ from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
 from dnsfilter import __version__
+
+_K = TypeVar("_K")
 
 #: qtype label values; every other type is counted as OTHER.
 QTYPE_LABELS: dict[int, str] = {
@@ -146,6 +150,14 @@ class AuditStats:
     write_failures: int = 0  #: batches (or prunes) a writer failed to store
 
 
+@dataclass
+class WorkerStats:
+    """The worker pool of a supervisor (server.workers > 1), for its own families."""
+
+    up: dict[int, bool] = field(default_factory=dict)  #: slot -> answered the last scrape
+    restarts: int = 0
+
+
 class CacheView(Protocol):
     """What the collector reads of the cache (AnswerCache is one)."""
 
@@ -177,8 +189,10 @@ class DnsFilterCollector(Collector):
         clock: Callable[[], float] = time.time,
         audit: AuditStats | None = None,
         server: Callable[[], ServerView | None] = lambda: None,
+        workers: WorkerStats | None = None,
     ) -> None:
         self.server = server
+        self.workers = workers
         self.queries = queries
         self.upstreams = upstreams
         self.lists = lists
@@ -308,7 +322,32 @@ class DnsFilterCollector(Collector):
         yield inflight
         yield limited
 
+        if self.workers is not None:
+            yield from _worker_families(self.workers)
         yield from _audit_and_build(self.audit)
+
+
+def _worker_families(workers: WorkerStats) -> Iterator[Metric]:
+    """The supervisor's own families (server.workers > 1)."""
+    running = GaugeMetricFamily(
+        "dnsfilter_workers", "Worker processes running, against server.workers."
+    )
+    running.add_metric((), sum(1 for up in workers.up.values() if up))
+    yield running
+    up = GaugeMetricFamily(
+        "dnsfilter_worker_up",
+        "1 if the worker answered this scrape, 0 if it is down or did not answer in time.",
+        labels=("worker",),
+    )
+    for slot, alive in sorted(workers.up.items()):
+        up.add_metric((str(slot),), 1.0 if alive else 0.0)
+    yield up
+    restarts = CounterMetricFamily(
+        "dnsfilter_worker_restarts",
+        "Workers started again after exiting unexpectedly (reloads are not counted).",
+    )
+    restarts.add_metric((), workers.restarts)
+    yield restarts
 
 
 def _audit_and_build(audit: AuditStats) -> Iterator[Metric]:
@@ -339,10 +378,132 @@ def _histograms(
     return family
 
 
+HistogramData = tuple[list[int], float]  #: a Histogram's bucket counts and sum
+
+
+@dataclass
+class Snapshot:
+    """A worker's counters and gauges, handed to the supervisor when Prometheus scrapes it.
+
+    add() merges another worker's: counters add up, and so do cache entries, queries in flight
+    and rate-limited clients (a total over the workers' caches and limits); an upstream is up
+    if any worker's last try got an answer; blocked clients are the union of each worker's,
+    by last attempt, as one client's queries reach several workers.
+    """
+
+    queries: dict[tuple[str, str, str, str], int] = field(default_factory=dict)
+    blocked: dict[tuple[str, str, str], int] = field(default_factory=dict)
+    durations: dict[str, HistogramData] = field(default_factory=dict)
+    blocked_clients: dict[tuple[str, str], dict[str, float]] = field(default_factory=dict)
+    tcp_rejected: int = 0
+    upstream_requests: dict[tuple[str, str], int] = field(default_factory=dict)
+    upstream_durations: dict[str, HistogramData] = field(default_factory=dict)
+    upstream_up: dict[str, bool] = field(default_factory=dict)
+    cache_entries: int = 0
+    cache_hits: int = 0
+    cache_misses: int = 0
+    cache_evictions: int = 0
+    cache_prefetches: int = 0
+    inflight: int = 0
+    ratelimited_clients: int = 0
+    audit_dropped: int = 0
+    audit_write_failures: int = 0
+
+    def add(self, other: Snapshot) -> None:
+        _add_counts(self.queries, other.queries)
+        _add_counts(self.blocked, other.blocked)
+        _add_histograms(self.durations, other.durations)
+        for key, seen in other.blocked_clients.items():
+            mine = self.blocked_clients.setdefault(key, {})
+            for client, last in seen.items():
+                if mine.get(client, -math.inf) < last:
+                    mine[client] = last
+            if len(mine) > BLOCKED_CLIENT_LIMIT:
+                newest = sorted(mine.items(), key=lambda item: item[1])[-BLOCKED_CLIENT_LIMIT:]
+                self.blocked_clients[key] = dict(newest)
+        self.tcp_rejected += other.tcp_rejected
+        _add_counts(self.upstream_requests, other.upstream_requests)
+        _add_histograms(self.upstream_durations, other.upstream_durations)
+        for name, alive in other.upstream_up.items():
+            self.upstream_up[name] = self.upstream_up.get(name, False) or alive
+        self.cache_entries += other.cache_entries
+        self.cache_hits += other.cache_hits
+        self.cache_misses += other.cache_misses
+        self.cache_evictions += other.cache_evictions
+        self.cache_prefetches += other.cache_prefetches
+        self.inflight += other.inflight
+        self.ratelimited_clients += other.ratelimited_clients
+        self.audit_dropped += other.audit_dropped
+        self.audit_write_failures += other.audit_write_failures
+
+    def retired(self) -> Snapshot:
+        """What outlives an exited worker: its counters (and its blocked clients, still within
+        their 24 hours), so the merged counters never go down when a worker is replaced."""
+        return dataclasses.replace(
+            self,
+            upstream_up={},
+            cache_entries=0,
+            inflight=0,
+            ratelimited_clients=0,
+        )
+
+
+def _add_counts(total: dict[_K, int], more: Mapping[_K, int]) -> None:
+    for key, value in more.items():
+        total[key] = total.get(key, 0) + value
+
+
+def _add_histograms(total: dict[str, HistogramData], more: Mapping[str, HistogramData]) -> None:
+    for key, (counts, seconds) in more.items():
+        mine = total.get(key)
+        if mine is None:
+            total[key] = (list(counts), seconds)
+        else:
+            total[key] = ([a + b for a, b in zip(mine[0], counts, strict=True)], mine[1] + seconds)
+
+
+def _histogram_data(histograms: Mapping[str, Histogram]) -> dict[str, HistogramData]:
+    return {key: (list(h.counts), h.sum) for key, h in list(histograms.items())}
+
+
+def _histograms_of(data: Mapping[str, HistogramData]) -> dict[str, Histogram]:
+    histograms = {}
+    for key, (counts, seconds) in data.items():
+        histogram = histograms[key] = Histogram()
+        histogram.counts = list(counts)
+        histogram.sum = seconds
+    return histograms
+
+
+@dataclass
+class _Totals:
+    """The summed cache and server gauges of a merged snapshot, as the collector reads them."""
+
+    hits: int
+    misses: int
+    evictions: int
+    prefetches: int
+    entries: int
+    inflight: int
+    limited: int
+
+    def __len__(self) -> int:
+        return self.entries
+
+    def inflight_count(self) -> int:
+        return self.inflight
+
+    def ratelimited_clients(self) -> int:
+        return self.limited
+
+
 class Metrics:
     """All of dnsfilter's metrics on one registry (a fresh one per test)."""
 
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    def __init__(
+        self, registry: CollectorRegistry | None = None, workers: WorkerStats | None = None
+    ) -> None:
+        """workers: a supervisor's pool, whose families are then exported too."""
         self.registry = registry if registry is not None else CollectorRegistry()
         self.queries = QueryStats()
         self.upstreams = UpstreamStats()
@@ -358,6 +519,7 @@ class Metrics:
                 lambda: self._cache,
                 audit=self.audit,
                 server=lambda: self._server,
+                workers=workers,
             )
         )
         ProcessCollector(registry=self.registry)
@@ -377,6 +539,60 @@ class Metrics:
 
     def list_reload_failed(self, name: str) -> None:
         self.lists.reload_failures[name] += 1
+
+    def snapshot(self) -> Snapshot:
+        """This process's query, upstream, cache, server and audit figures (a worker's)."""
+        queries, upstreams = self.queries, self.upstreams
+        horizon = time.monotonic() - BLOCKED_CLIENT_WINDOW
+        cache, server = self._cache, self._server
+        return Snapshot(
+            queries=dict(queries.queries),
+            blocked=dict(queries.blocked),
+            durations=_histogram_data(queries.durations),
+            blocked_clients={
+                key: {client: last for client, last in list(seen.items()) if last >= horizon}
+                for key, seen in list(queries.blocked_clients.items())
+            },
+            tcp_rejected=queries.tcp_rejected,
+            upstream_requests=dict(upstreams.requests),
+            upstream_durations=_histogram_data(upstreams.durations),
+            upstream_up=dict(upstreams.up),
+            cache_entries=len(cache) if cache is not None else 0,
+            cache_hits=cache.hits if cache is not None else 0,
+            cache_misses=cache.misses if cache is not None else 0,
+            cache_evictions=cache.evictions if cache is not None else 0,
+            cache_prefetches=cache.prefetches if cache is not None else 0,
+            inflight=server.inflight_count() if server is not None else 0,
+            ratelimited_clients=server.ratelimited_clients() if server is not None else 0,
+            audit_dropped=self.audit.dropped,
+            audit_write_failures=self.audit.write_failures,
+        )
+
+    def show(self, merged: Snapshot) -> None:
+        """Export merged (the workers' snapshots added up) as this registry's figures: the
+        supervisor's, which counts no query itself."""
+        queries, upstreams = self.queries, self.upstreams
+        queries.queries = Counter(merged.queries)
+        queries.blocked = Counter(merged.blocked)
+        queries.durations = _histograms_of(merged.durations)
+        queries.blocked_clients = merged.blocked_clients
+        queries.tcp_rejected = merged.tcp_rejected
+        upstreams.requests = Counter(merged.upstream_requests)
+        upstreams.durations = _histograms_of(merged.upstream_durations)
+        upstreams.up = dict(merged.upstream_up)
+        totals = _Totals(
+            merged.cache_hits,
+            merged.cache_misses,
+            merged.cache_evictions,
+            merged.cache_prefetches,
+            merged.cache_entries,
+            merged.inflight,
+            merged.ratelimited_clients,
+        )
+        self._cache = totals
+        self._server = totals
+        self.audit.dropped = merged.audit_dropped
+        self.audit.write_failures = merged.audit_write_failures
 
 
 # ---------------------------------------------------------------------------------------

@@ -426,6 +426,20 @@ class DnsServer:
             self.bound.append(HostPort(address.host, udp.getsockname()[1]))
         return self.bound
 
+    async def start_bound(
+        self, bound: Sequence[tuple[HostPort, socket.socket, socket.socket]]
+    ) -> None:
+        """Serve on (address, UDP, TCP) sockets bound elsewhere: a worker's SO_REUSEPORT share,
+        bound by the supervisor before privileges were dropped."""
+        loop = asyncio.get_running_loop()
+        for address, udp, tcp in bound:
+            transport, _ = await loop.create_datagram_endpoint(
+                lambda: UdpListener(self.handler), sock=udp
+            )
+            self._transports.append(transport)
+            self._servers.append(await asyncio.start_server(self.tcp, sock=tcp))
+            self.bound.append(address)
+
     async def close(self, timeout: float = 0.0) -> tuple[int, int]:
         """Stop accepting, give the queries in flight up to timeout seconds, cancel the rest.
 

@@ -37,7 +37,7 @@ TOP_KEYS = (
 )
 SERVER_KEYS = (
     "group, listen, max_inflight, max_tcp_connections, shutdown_timeout, tcp_idle_timeout, "
-    "udp_payload_size, user"
+    "udp_payload_size, user, workers"
 )
 UPSTREAM_KEYS = "dead_time, health_check_interval, resolv_conf, servers, timeout"
 ENTRY_KEYS = "address, ca_file, port, timeout, tls, tls_name"
@@ -75,6 +75,7 @@ def test_default_config_parses() -> None:
     config = load_config(None)
     assert config.source == DEFAULT_CONFIG_NAME
     assert config.server.listen == (HostPort("127.0.0.1", 5353), HostPort("::1", 5353))
+    assert config.server.workers == 1
     assert config.networks == (
         NetworkConfig(
             "loopback",
@@ -109,6 +110,7 @@ server:
   tcp_idle_timeout: 5.5
   max_tcp_connections: 100
   max_inflight: 1_000
+  workers: 4
 upstream:
   servers:
     - "192.0.2.1"
@@ -173,6 +175,7 @@ def test_full_config_sets_every_field(tmp_path: Path) -> None:
             tcp_idle_timeout=5.5,
             max_tcp_connections=100,
             max_inflight=1000,
+            workers=4,
         ),
         upstream=UpstreamConfig(
             servers=(
@@ -199,10 +202,10 @@ def test_full_config_sets_every_field(tmp_path: Path) -> None:
             NetworkConfig("guest", (ipaddress.ip_network("192.168.0.0/16"),)),
         ),
         lists=(
-            ListConfig("ads", str(base / "lists" / "ads.yaml"), 27),
-            ListConfig("apps", "shipped:apps.yaml", 28),
+            ListConfig("ads", str(base / "lists" / "ads.yaml"), 28),
+            ListConfig("apps", "shipped:apps.yaml", 29),
             # A block mapping's line is that of its first key, not of the list's name.
-            ListConfig("abs", "/srv/lists/abs.yaml", 30),
+            ListConfig("abs", "/srv/lists/abs.yaml", 31),
         ),
         allowlist=("safe.example", "xn--bcher-kva.de"),
         policies=(
@@ -431,9 +434,9 @@ def test_network_in_a_policy_with_no_lists_is_valid() -> None:
             """\
             server:
               listen: ["127.0.0.1:53"]
-              workers: 4
+              threads: 4
             """,
-            [f"cfg.yaml:3: server.workers: unknown key (known keys: {SERVER_KEYS})"],
+            [f"cfg.yaml:3: server.threads: unknown key (known keys: {SERVER_KEYS})"],
             id="unknown-server-key",
         ),
         pytest.param(
@@ -540,6 +543,30 @@ def test_network_in_a_policy_with_no_lists_is_valid() -> None:
                 "cfg.yaml:5: server.max_inflight: expected a whole number (got the string '10')",
             ],
             id="server-numbers-of-the-wrong-type",
+        ),
+        pytest.param(
+            """\
+            server:
+              workers: auto
+            """,
+            ["cfg.yaml:2: server.workers: expected a whole number (got the string 'auto')"],
+            id="workers-auto",
+        ),
+        pytest.param(
+            """\
+            server:
+              workers: -1
+            """,
+            ["cfg.yaml:2: server.workers: must be between 0 and 256 (got -1)"],
+            id="workers-negative",
+        ),
+        pytest.param(
+            """\
+            server:
+              workers: 257
+            """,
+            ["cfg.yaml:2: server.workers: must be between 0 and 256 (got 257)"],
+            id="workers-too-many",
         ),
         pytest.param(
             """\
