@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import enum
 import ipaddress
+import struct
+from typing import NamedTuple
 
 from dnsfilter.wire import (
+    HEADER_LEN,
     EdeCode,
     QType,
     Query,
     Rcode,
     answer_record,
-    build_reply,
     ede_option,
     negative_soa,
+    opt_record,
+    reply_flags,
 )
 
 
@@ -25,10 +29,23 @@ class BlockMode(enum.Enum):
     SINKHOLE = "sinkhole"  #: configured addresses for A / AAAA, NODATA for other types
 
 
-class BlockAnswers:
-    """Precomputed record tails for one policy's mode, TTL and sinkhole addresses."""
+class _Made(NamedTuple):
+    """A blocked reply but for the header's ID and flags and the echoed question."""
 
-    __slots__ = ("_a", "_aaaa", "_ede", "_soa", "mode", "ttl")
+    rcode: int
+    counts: bytes  #: QDCOUNT, ANCOUNT, NSCOUNT, ARCOUNT
+    tail: bytes  #: the answer or authority record, and the OPT with the EDE
+
+
+class BlockAnswers:
+    """Precomputed replies for one policy's mode, TTL and sinkhole addresses.
+
+    Each reply shape (list, mode, A / AAAA / other type, EDNS, DO) is built once, the first
+    time it is needed; a blocked query then costs a header, its question and that tail.
+    The shapes are bounded by the configured lists and modes.
+    """
+
+    __slots__ = ("_a", "_aaaa", "_made", "_soa", "mode", "ttl")
 
     def __init__(
         self,
@@ -47,13 +64,25 @@ class BlockAnswers:
         self._a = answer_record(QType.A, ttl, ipv4) if ipv4 else None
         self._aaaa = answer_record(QType.AAAA, ttl, ipv6) if ipv6 else None
         self._soa = negative_soa(ttl)
-        self._ede: dict[str, bytes] = {}
+        self._made: dict[tuple[str, BlockMode | None, int, bool, bool], _Made] = {}
 
     def reply(self, q: Query, list_name: str, mode: BlockMode | None = None) -> bytes:
         """The blocked reply; mode overrides the policy's own (a list entry may demand one)."""
-        ede = self._ede.get(list_name)
-        if ede is None:
-            ede = self._ede[list_name] = ede_option(EdeCode.BLOCKED, list_name)
+        qtype = q.qtype
+        shape = (list_name, mode, qtype if qtype in (_A, _AAAA) else 0, q.edns, q.do)
+        made = self._made.get(shape)
+        if made is None:
+            made = self._made[shape] = self._make(qtype, list_name, mode, q.edns, q.do)
+        return (
+            _ID_FLAGS.pack(q.id, reply_flags(q.flags, made.rcode))
+            + made.counts
+            + q.wire[HEADER_LEN : q.question_end]
+            + made.tail
+        )
+
+    def _make(
+        self, qtype: int, list_name: str, mode: BlockMode | None, edns: bool, do: bool
+    ) -> _Made:
         if mode is None or mode is self.mode:
             mode = self.mode
             a, aaaa = self._a, self._aaaa
@@ -63,16 +92,27 @@ class BlockAnswers:
                 if mode is BlockMode.NULL
                 else (None, None)
             )
+        rcode = Rcode.NOERROR
+        answer = authority = b""
         if mode is BlockMode.NXDOMAIN:
-            return build_reply(q, Rcode.NXDOMAIN, authority=self._soa, nscount=1, ede=ede)
-        if mode is BlockMode.REFUSED:
-            return build_reply(q, Rcode.REFUSED, ede=ede)
-        if mode is not BlockMode.NODATA:
-            if q.qtype == QType.A and a is not None:
-                return build_reply(q, Rcode.NOERROR, answer=a, ancount=1, ede=ede)
-            if q.qtype == QType.AAAA and aaaa is not None:
-                return build_reply(q, Rcode.NOERROR, answer=aaaa, ancount=1, ede=ede)
-        return build_reply(q, Rcode.NOERROR, authority=self._soa, nscount=1, ede=ede)
+            rcode, authority = Rcode.NXDOMAIN, self._soa
+        elif mode is BlockMode.REFUSED:
+            rcode = Rcode.REFUSED
+        elif mode is not BlockMode.NODATA and qtype == QType.A and a is not None:
+            answer = a
+        elif mode is not BlockMode.NODATA and qtype == QType.AAAA and aaaa is not None:
+            answer = aaaa
+        else:
+            authority = self._soa
+        opt = opt_record(do, rcode >> 4, ede_option(EdeCode.BLOCKED, list_name)) if edns else b""
+        counts = _COUNTS.pack(1, 1 if answer else 0, 1 if authority else 0, 1 if opt else 0)
+        return _Made(rcode, counts, answer + authority + opt)
+
+
+_A = int(QType.A)
+_AAAA = int(QType.AAAA)
+_ID_FLAGS = struct.Struct("!HH")
+_COUNTS = struct.Struct("!HHHH")
 
 
 class _NullRecords(dict[int, bytes]):

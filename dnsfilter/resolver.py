@@ -31,6 +31,7 @@ from dnsfilter.policy import Action, Inspection, Policy, Verdict, build_policy
 from dnsfilter.upstream import Upstream, UpstreamAnswer, UpstreamGroup
 from dnsfilter.wire import (
     CLASS_IN,
+    HEADER_LEN,
     EdeCode,
     QType,
     Query,
@@ -65,6 +66,13 @@ class Reply(NamedTuple):
     verdict: Verdict  #: the policy's decision: network, and the list of a block
 
 
+# Module constants and tuple.__new__: the answer_now path runs for every query, and
+# enum attribute lookups and NamedTuple.__new__ cost as much as the work itself.
+_REFUSE = Action.REFUSE
+_BLOCK = Action.BLOCK
+_BLOCKED = ReplyKind.BLOCKED
+_CACHED = ReplyKind.CACHED
+_new_tuple = tuple.__new__
 _PROHIBITED = ede_option(EdeCode.PROHIBITED, "client is not in a configured network")
 _UNREACHABLE = ede_option(EdeCode.NETWORK_ERROR, "no upstream answered")
 _STALE = ede_option(EdeCode.STALE_ANSWER, "no upstream answered")
@@ -130,11 +138,12 @@ class Resolver:
         # 1. Policy: the client's network picks its lists; outside every network, REFUSED,
         #    so the resolver is never open to the world.
         verdict = self.policy.decide(q.client[0], q.qname)
-        if verdict.action is Action.REFUSE:
+        action = verdict.action
+        if action is _REFUSE:
             ede = _PROHIBITED if q.edns else b""
             return Reply(build_reply(q, Rcode.REFUSED, ede=ede), ReplyKind.REFUSED, verdict)
         # 2. Blocklists: a blocked name is answered from the policy's mode, never forwarded.
-        if verdict.action is Action.BLOCK:
+        if action is _BLOCK:
             return self._blocked(q, verdict)
         # 2b. ANY (RFC 8482): one synthetic HINFO, never forwarded. ANY is the favourite query
         #     of reflection attacks and no client can rely on it listing every type anyway.
@@ -156,8 +165,10 @@ class Resolver:
                     if blocked is not None:
                         return self._blocked(q, blocked)
                 opt = opt_record(q.do) if q.edns else b""
-                wire = entry.reply(q.id, q.flags, q.question, opt, now)
-                return Reply(truncate_for(q, wire), ReplyKind.CACHED, verdict)
+                wire = entry.reply(q.id, q.flags, q.wire[HEADER_LEN : q.question_end], opt, now)
+                if len(wire) > q.max_size:
+                    wire = truncate_for(q, wire)
+                return _new_tuple(Reply, (wire, _CACHED, verdict))
         return verdict
 
     def _late_hit(self, q: Query, entry: CacheEntry) -> None:
@@ -205,7 +216,9 @@ class Resolver:
     def _blocked(self, q: Query, verdict: Verdict) -> Reply:
         assert verdict.rule is not None
         wire = verdict.rule.answers.reply(q, verdict.list_name, verdict.mode)
-        return Reply(truncate_for(q, wire), ReplyKind.BLOCKED, verdict)
+        if len(wire) > q.max_size:  # truncate_for's test, inlined: blocked replies are small
+            wire = truncate_for(q, wire)
+        return _new_tuple(Reply, (wire, _BLOCKED, verdict))
 
     def swap_policy(self, policy: Policy) -> None:
         """Put a new policy in force at once; cached inspections belong to the old lists."""

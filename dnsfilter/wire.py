@@ -126,10 +126,10 @@ def parse_query(
     Raises DropPacket, NotImplementedOpcode, FormatError or BadVersion, all WireErrors:
     nothing else escapes, whatever the bytes.
     """
-    size = len(data)
-    if size < HEADER_LEN:
-        raise DropPacket("shorter than a DNS header")
-    msg_id, flags, qdcount, ancount, nscount, arcount = _HEADER.unpack_from(data)
+    try:
+        msg_id, flags, qdcount, ancount, nscount, arcount = _HEADER.unpack_from(data)
+    except struct.error:
+        raise DropPacket("shorter than a DNS header") from None
     if flags & _QR:
         raise DropPacket("a response, not a query")
     if flags & _OPCODE_MASK:
@@ -137,28 +137,25 @@ def parse_query(
     if qdcount != 1:
         raise FormatError(f"QDCOUNT is {qdcount}, not 1")
 
+    # Reading past the end raises IndexError (or struct.error for type and class): one
+    # handler instead of a bounds check per label.
     labels = []
     pos = HEADER_LEN
-    while True:
-        if pos >= size:
-            raise FormatError("question name runs past the end")
+    try:
         length = data[pos]
-        if length == 0:
-            pos += 1
-            break
-        if length > 63:
-            raise FormatError("compressed or extended label in the question")
-        end = pos + 1 + length
-        if end > size:
-            raise FormatError("question label runs past the end")
-        labels.append(data[pos + 1 : end])
-        pos = end
-    if pos - HEADER_LEN > 255:
+        while length:
+            if length > 63:
+                raise FormatError("compressed or extended label in the question")
+            end = pos + 1 + length
+            labels.append(data[pos + 1 : end])
+            pos = end
+            length = data[pos]
+        qtype, qclass = _TYPE_CLASS.unpack_from(data, pos + 1)
+    except (IndexError, struct.error):
+        raise FormatError("question runs past the end") from None
+    if pos - HEADER_LEN >= 255:
         raise FormatError("question name longer than 255 octets")
-    question_end = pos + 4
-    if question_end > size:
-        raise FormatError("question type and class run past the end")
-    qtype, qclass = _TYPE_CLASS.unpack_from(data, pos)
+    question_end = pos + 5
     # Case folding is ASCII-only in DNS (RFC 4343), which is exactly what bytes.lower does.
     qname = b".".join(labels).lower().decode("latin-1")
 
@@ -174,20 +171,27 @@ def parse_query(
                 raise BadVersion(f"EDNS version {version}")
             if transport is Transport.UDP:
                 max_size = max(CLASSIC_UDP_SIZE, min(payload, udp_limit))
-    return Query(
-        data,
-        msg_id,
-        flags,
-        qname,
-        qtype,
-        qclass,
-        question_end,
-        edns,
-        do,
-        max_size,
-        client,
-        transport,
+    # tuple.__new__ directly: half the cost of the NamedTuple's own __new__.
+    return _new_tuple(
+        Query,
+        (
+            data,
+            msg_id,
+            flags,
+            qname,
+            qtype,
+            qclass,
+            question_end,
+            edns,
+            do,
+            max_size,
+            client,
+            transport,
+        ),
     )
+
+
+_new_tuple = tuple.__new__
 
 
 def _find_opt(

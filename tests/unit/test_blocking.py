@@ -235,3 +235,21 @@ def test_reply_echoes_query_flags(flags: int, edns: bool, do: bool) -> None:
 )
 def test_block_mode_config_names(text: str, mode: BlockMode) -> None:
     assert BlockMode(text) is mode
+
+
+def test_reused_reply_shapes_match_fresh_ones() -> None:
+    """Shapes are built once per (list, mode, type, EDNS, DO) and reused: whatever order
+    queries come in, each reply equals the one a fresh BlockAnswers builds for it."""
+    shared = BlockAnswers(BlockMode.SINKHOLE, TTL, SINK4, None)
+    shapes = [
+        (qtype, edns, do, flags, name, mode)
+        for qtype in (A, AAAA, QType.MX)
+        for edns, do in ((False, False), (True, False), (True, True))
+        for flags in (RD, RD | CD)
+        for name in ("wechat", "tiktok")
+        for mode in (None, BlockMode.NULL, BlockMode.NXDOMAIN)
+    ]
+    for qtype, edns, do, flags, name, mode in shapes * 2:
+        q = make_query(qtype, edns, do, flags)
+        fresh = BlockAnswers(BlockMode.SINKHOLE, TTL, SINK4, None)
+        assert shared.reply(q, name, mode) == fresh.reply(q, name, mode)

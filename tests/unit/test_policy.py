@@ -413,6 +413,20 @@ def test_policy_decide(client: str, qname: str, expected: VerdictFields) -> None
     assert _fields(_policy().decide(client, qname)) == expected
 
 
+def test_policy_decides_the_same_once_clients_are_remembered(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The per-client memo (and its reset when full) must not change any decision."""
+    monkeypatch.setattr(dnsfilter.policy, "_CLIENT_MEMO_LIMIT", 3)
+    policy = _policy()
+    cases = [("203.0.113.5", "tok.com"), ("10.1.2.3", "www.tok.com"), ("192.0.2.77", "a.b")]
+    cases += [("2001:db9::1", "example.org"), ("10.200.0.1", "clip.example")]
+    first = [_fields(policy.decide(client, qname)) for client, qname in cases]
+    again = [_fields(policy.decide(client, qname)) for client, qname in cases * 2]
+    assert again == first * 2
+    assert first[0][0] is REFUSE and first[3][0] is REFUSE
+
+
 def test_build_policy_rules() -> None:
     policy = _policy()
     rules = {
