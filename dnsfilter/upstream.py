@@ -640,7 +640,7 @@ class UpstreamGroup:
             except UpstreamError as exc:
                 failures.append(str(exc))
                 continue
-            if scan.rcode in (Rcode.SERVFAIL, Rcode.REFUSED):
+            if scan.rcode in _UNHELPFUL:
                 # The server is alive but could not help; another one may.
                 failures.append(f"{server.name}: {Rcode(scan.rcode).name}")
                 continue
@@ -690,8 +690,11 @@ class UpstreamGroup:
         return data, scan
 
 
+#: rcodes after which another server is tried, as plain ints (IntEnum compares cost more)
+_UNHELPFUL = frozenset((int(Rcode.SERVFAIL), int(Rcode.REFUSED)))
+#: the rcode label of every known rcode: Rcode(n).name costs a microsecond per answer
+_RCODE_NAMES = {int(rcode): rcode.name for rcode in Rcode}
+
+
 def _rcode_name(rcode: int) -> str:
-    try:
-        return Rcode(rcode).name
-    except ValueError:
-        return "OTHER"
+    return _RCODE_NAMES.get(rcode, "OTHER")

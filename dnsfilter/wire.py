@@ -439,11 +439,18 @@ def scan_response(data: bytes) -> ResponseScan:
     records: list[RecordRef] = []
     opt: RecordRef | None = None
     rcode = flags & 0xF
-    bounds = (ancount, ancount + nscount, ancount + nscount + arcount)
-    for index in range(bounds[2]):
-        section = 1 if index < bounds[0] else 2 if index < bounds[1] else 3
+    first_authority = ancount
+    first_additional = ancount + nscount
+    for index in range(first_additional + arcount):
+        section = 1 if index < first_authority else 2 if index < first_additional else 3
         start = pos
-        pos = skip_name(data, pos)
+        # Owners are nearly always a pointer back into the message: checked here, inline.
+        if pos < size and data[pos] >= 0xC0 and pos + 2 <= size:
+            if ((data[pos] & 0x3F) << 8 | data[pos + 1]) >= pos:
+                raise FormatError("compression pointer does not point backwards")
+            pos += 2
+        else:
+            pos = skip_name(data, pos)
         if pos + 10 > size:
             raise FormatError("record header runs past the end")
         rtype, _rclass, ttl, rdlen = _RR_FIXED.unpack_from(data, pos)
@@ -451,8 +458,8 @@ def scan_response(data: bytes) -> ResponseScan:
         end = rdata_start + rdlen
         if end > size:
             raise FormatError("record data runs past the end")
-        ref = RecordRef(section, rtype, start, pos + 4, ttl, rdata_start, end)
-        if rtype == QType.OPT:
+        ref = _new_tuple(RecordRef, (section, rtype, start, pos + 4, ttl, rdata_start, end))
+        if rtype == _OPT:
             if opt is not None or section != 3:
                 raise FormatError("misplaced or repeated OPT record")
             opt = ref
@@ -460,7 +467,10 @@ def scan_response(data: bytes) -> ResponseScan:
         else:
             records.append(ref)
         pos = end
-    return ResponseScan(msg_id, flags, rcode, question_end, tuple(records), opt)
+    return _new_tuple(ResponseScan, (msg_id, flags, rcode, question_end, tuple(records), opt))
+
+
+_OPT = 41  #: QType.OPT as a plain int: an IntEnum compare costs a lookup per record
 
 
 def same_question(a: bytes, b: bytes) -> bool:
