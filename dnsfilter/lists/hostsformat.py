@@ -9,45 +9,56 @@ The machine's own names (localhost, broadcasthost, ip6-*) are skipped silently.
 from __future__ import annotations
 
 import ipaddress
+import re
 
 from dnsfilter.lists.model import BlockList
 from dnsfilter.lists.textlist import (
-    EntrySet,
+    SIMPLE_NAME_LINE,
     LineReport,
     check_name,
     finish,
     gc_paused,
-    numbered_lines,
+    read_lines,
 )
 
 # The spellings nearly every line uses; anything else is parsed with ipaddress.
 _BLOCKING_ADDRESSES = frozenset({"0.0.0.0", "127.0.0.1", "::", "::1", "0:0:0:0:0:0:0:0"})
+# Lines of one of the two usual addresses and one bare name, taken a run at a time.
+_SIMPLE_LINES = re.compile(rf"(?:(?:0\.0\.0\.0|127\.0\.0\.1)[ \t]++{SIMPLE_NAME_LINE})*+")
 
 
 @gc_paused
 def parse_hosts(text: str, filename: str, name: str) -> BlockList:
     """Read a hosts file; raise ListError naming file:line for invalid addresses or names."""
     report = LineReport(filename)
-    entries = EntrySet()
-    add = entries.add
-    for number, line in numbered_lines(text):
-        comment = line.find("#")
-        if comment >= 0:
-            line = line[:comment]
-        words = line.split()
-        if not words:
-            continue
-        address = words[0]
-        if address not in _BLOCKING_ADDRESSES and not _blocking_address(address, number, report):
-            continue
-        if len(words) == 1:
-            report.error(number, f"address {address} without a name")
-            continue
-        for word in words[1:]:
-            domain = check_name(word, number, report)
-            if domain is not None:
-                add(domain, number)
-    return finish(report, name, filename, "hosts", entries.entries(), (), entries.duplicates)
+    domains, duplicates = read_lines(text, report, _SIMPLE_LINES, _simple_names, _read_line)
+    return finish(report, name, filename, "hosts", domains, (), duplicates)
+
+
+def _simple_names(run: str) -> list[str]:
+    # A run alternates address, name.
+    return run.split()[1::2]
+
+
+def _read_line(line: str, number: int, report: LineReport) -> list[str]:
+    comment = line.find("#")
+    if comment >= 0:
+        line = line[:comment]
+    words = line.split()
+    if not words:
+        return []
+    address = words[0]
+    if address not in _BLOCKING_ADDRESSES and not _blocking_address(address, number, report):
+        return []
+    if len(words) == 1:
+        report.error(number, f"address {address} without a name")
+        return []
+    domains = []
+    for word in words[1:]:
+        domain = check_name(word, number, report)
+        if domain is not None:
+            domains.append(domain)
+    return domains
 
 
 def _blocking_address(text: str, line: int, report: LineReport) -> bool:

@@ -1,8 +1,10 @@
 """What the line-oriented formats (hosts, plain, adblock, RPZ) share: names and problem reports.
 
-Lists in these formats come from outside and can hold a million lines, so a name is first
-checked with one regular expression over the whole token and only handed to
-`normalize_domain` (IDNA, exact reasons) when that cheap check fails.
+Lists in these formats come from outside and can hold a million lines, nearly all of them
+one plain lowercase name in the format's simplest spelling. `read_lines` takes whole runs
+of such lines with one regular expression match and one split, and hands every other line
+to the format's own per-line reader, which checks a name with one regular expression and
+only calls `normalize_domain` (IDNA, exact reasons) when that cheap check fails.
 """
 
 from __future__ import annotations
@@ -11,11 +13,12 @@ import functools
 import gc
 import io
 import re
-from collections.abc import Callable, Iterator
+from array import array
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import ParamSpec, TypeVar
 
 from dnsfilter.errors import ListError
-from dnsfilter.lists.model import BlockList, DomainEntry
+from dnsfilter.lists.model import BlockList, DomainEntry, LineEntries
 from dnsfilter.names import InvalidName, normalize_domain
 
 #: Problems of each kind kept per file; a wrong-format file would otherwise report every line.
@@ -42,6 +45,14 @@ LOCAL_NAMES = frozenset(
         "ip6-allrouters",
         "ip6-allhosts",
     }
+)
+
+#: A line check_name takes as it is, with its newline: what `simple_lines` patterns are
+#: made of. Every condition of check_name's fast branch is here (the length as a
+#: lookahead), and the local names are left to the per-line reader, which skips them.
+SIMPLE_NAME_LINE = (
+    rf"(?!(?:{'|'.join(map(re.escape, sorted(LOCAL_NAMES)))})\n)"
+    rf"(?=[^\n]{{1,253}}\n)(?:{_LABEL}\.)++{_LABEL}(?<![0-9])\n"
 )
 
 
@@ -151,6 +162,59 @@ def _check_slowly(token: str, line: int, report: LineReport) -> str | None:
     return name
 
 
+def read_lines(
+    text: str,
+    report: LineReport,
+    simple_lines: re.Pattern[str],
+    simple_names: Callable[[str], list[str]],
+    read_line: Callable[[str, int, LineReport], Iterable[str]],
+) -> tuple[LineEntries, int]:
+    """Every name of a list in file order with its first line, and how many repeats there were.
+
+    simple_lines matches a run of lines that each hold one name needing no check (built on
+    SIMPLE_NAME_LINE), and simple_names splits such a run into its names. Any other line
+    goes to read_line (its text without the newline, its number), the format's full reader,
+    so what is reported about a file is what reading every line with read_line reports.
+    """
+    if "\r" in text:
+        # The same lines (only "\n" ends one), and every reader strips a line's "\r".
+        text = text.replace("\r\n", "\n")
+    names: list[str] = []
+    lines = array("I")
+    number = 1
+    position = 0
+    end = len(text)
+    while position < end:
+        run = simple_lines.match(text, position)
+        if run is not None and run.end() > position:
+            found = simple_names(run.group())
+            names.extend(found)
+            lines.extend(range(number, number + len(found)))
+            number += len(found)
+            position = run.end()
+            if position == end:
+                break
+        newline = text.find("\n", position)
+        if newline < 0:
+            newline = end
+        for name in read_line(text[position:newline], number, report):
+            names.append(name)
+            lines.append(number)
+        number += 1
+        position = newline + 1
+    return _first_lines(names, lines)
+
+
+def _first_lines(names: list[str], lines: array[int]) -> tuple[LineEntries, int]:
+    # A set is the cheaper test (0.10 s against 0.17 s for a dict of a million names).
+    if len(set(names)) == len(names):
+        return LineEntries(names, lines), 0
+    # Walked backwards, the first line of a name is the last one written.
+    first = dict(zip(reversed(names), reversed(lines), strict=True))
+    kept = list(dict.fromkeys(names))
+    return LineEntries(kept, array("I", map(first.__getitem__, kept))), len(names) - len(kept)
+
+
 class EntrySet:
     """Entries in file order, the first line of each name kept, repeats counted."""
 
@@ -166,8 +230,8 @@ class EntrySet:
         else:
             self.lines[name] = line
 
-    def entries(self) -> tuple[DomainEntry, ...]:
-        return tuple(DomainEntry(name, line) for name, line in self.lines.items())
+    def entries(self) -> LineEntries:
+        return LineEntries(list(self.lines), array("I", self.lines.values()))
 
 
 def finish(
@@ -175,8 +239,8 @@ def finish(
     name: str,
     filename: str,
     kind: str,
-    domains: tuple[DomainEntry, ...],
-    exceptions: tuple[DomainEntry, ...] = (),
+    domains: Sequence[DomainEntry],
+    exceptions: Sequence[DomainEntry] = (),
     duplicates: int = 0,
 ) -> BlockList:
     """The BlockList, or ListError if any line had an error."""

@@ -2,28 +2,31 @@
 
 from __future__ import annotations
 
+import random
+import re
 import textwrap
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
 from dnsfilter.blocking import BlockMode
 from dnsfilter.errors import ListError
-from dnsfilter.lists import load_list
+from dnsfilter.lists import hostsformat, load_list, plainformat
 from dnsfilter.lists.adblock import parse_adblock
 from dnsfilter.lists.formats import detect_format, parse_list
 from dnsfilter.lists.hostsformat import parse_hosts
 from dnsfilter.lists.model import BlockList, DomainEntry
 from dnsfilter.lists.plainformat import parse_plain
 from dnsfilter.lists.rpz import parse_rpz
-from dnsfilter.lists.textlist import MAX_REPORTED
+from dnsfilter.lists.textlist import MAX_REPORTED, SIMPLE_NAME_LINE, LineReport, read_lines
 
 
 def _text(text: str) -> str:
     return textwrap.dedent(text)
 
 
-def _names(entries: tuple[DomainEntry, ...]) -> list[tuple[str, int]]:
+def _names(entries: Sequence[DomainEntry]) -> list[tuple[str, int]]:
     return [(entry.domain, entry.line) for entry in entries]
 
 
@@ -557,3 +560,146 @@ def test_load_list_drops_a_byte_order_mark(tmp_path: Path) -> None:
     path = tmp_path / "bom.txt"
     path.write_bytes(b"\xef\xbb\xbfx.example\n")
     assert [entry.domain for entry in load_list(path).domains] == ["x.example"]
+
+
+# ---------------------------------------------------------------------------------------
+# runs of simple lines (read_lines) against the per-line readers
+
+# Each one a line the run patterns must either take exactly as the per-line reader would,
+# or leave to it: spellings, limits, local names, problems and line endings.
+_TRICKY_NAMES = [
+    "ok.example",
+    "Upper.Example",
+    "trailing.dot.",
+    "localhost.localdomain",
+    "localhost",
+    "com",
+    "10.1.2.3",
+    "0.0.0.0",
+    "ends.in.b1",
+    "1.starts-with-a-digit.example",
+    "_dmarc.example",
+    "dou--ble.example",
+    "-lead.example",
+    "trail-.example",
+    "a" * 63 + ".example",
+    "a" * 64 + ".example",
+    ".".join(["a" * 63] * 3 + ["b" * 61]),  # 253 characters
+    ".".join(["a" * 63] * 3 + ["b" * 62]),  # 254 characters
+    "a..b.example",
+    ".lead.example",
+    "*.wild.example",
+    "bücher.example",
+    "xn--bcher-kva.example",
+    "dup.example",
+    "DUP.example",
+]
+_TRICKY_PLAIN = [
+    *_TRICKY_NAMES,
+    "",
+    "# comment",
+    "! comment",
+    "spaced.example # note",
+    "tab.example\t",
+    "  indented.example",
+    "two words.example",
+    "crlf.example\r",
+    "lone\rcr.example",
+    "form-feed.example\x0c",
+]
+_TRICKY_HOSTS = [
+    *(f"0.0.0.0 {name}" for name in _TRICKY_NAMES),
+    *(f"127.0.0.1 {name}" for name in _TRICKY_NAMES[:8]),
+    "0.0.0.0\ttab.example",
+    "0.0.0.0   spaces.example",
+    "0.0.0.0 two.example names.example",
+    "0.0.0.0 comment.example # note",
+    "0.0.0.0 trailing-space.example ",
+    "0.0.0.0 crlf.example\r",
+    "::1 v6.example",
+    "10.0.0.1 real-address.example",
+    "0.0.0.00 bad-address.example",
+    "0.0.0.0",
+    "# comment",
+    "",
+]
+
+
+def _outcome(parse: object, text: str) -> object:
+    assert callable(parse)
+    try:
+        blocklist = parse(text, "f.txt", "f")
+    except ListError as exc:
+        return exc.problems
+    return _names(blocklist.domains), blocklist.duplicates, blocklist.warnings
+
+
+def _line_by_line(
+    monkeypatch: pytest.MonkeyPatch, module: object, parse: object, text: str
+) -> object:
+    # A pattern that takes no run hands every line to the format's per-line reader.
+    with monkeypatch.context() as patch:
+        patch.setattr(module, "_SIMPLE_LINES", re.compile(""))
+        return _outcome(parse, text)
+
+
+_FORMATS = [
+    pytest.param(plainformat, parse_plain, _TRICKY_PLAIN, "ok.example", id="plain"),
+    pytest.param(hostsformat, parse_hosts, _TRICKY_HOSTS, "0.0.0.0 ok.example", id="hosts"),
+]
+
+
+@pytest.mark.parametrize(("module", "parse", "tricky", "simple"), _FORMATS)
+def test_runs_read_each_tricky_line_as_the_line_reader_does(
+    monkeypatch: pytest.MonkeyPatch, module: object, parse: object, tricky: list[str], simple: str
+) -> None:
+    for line in tricky:
+        # Between simple lines, so that a run ends and starts again around it.
+        for text in (f"{simple}\n{line}\n{simple}\n", f"{simple}\n{line}", f"{line}\n"):
+            assert _outcome(parse, text) == _line_by_line(monkeypatch, module, parse, text), text
+
+
+@pytest.mark.parametrize(("module", "parse", "tricky", "simple"), _FORMATS)
+def test_runs_read_a_mixed_file_as_the_line_reader_does(
+    monkeypatch: pytest.MonkeyPatch, module: object, parse: object, tricky: list[str], simple: str
+) -> None:
+    rng = random.Random(5)
+    lines = [
+        rng.choice(tricky) if rng.random() < 0.2 else simple.replace("ok", f"n{rng.randrange(300)}")
+        for _ in range(3000)
+    ]
+    text = "\n".join(lines) + "\n"
+    expected = _line_by_line(monkeypatch, module, parse, text)
+    assert _outcome(parse, text) == expected
+    # And without the lines that are errors, so the entries themselves are compared.
+    valid = "\n".join(line for line in lines if isinstance(_outcome(parse, line), tuple)) + "\n"
+    outcome = _outcome(parse, valid)
+    assert isinstance(outcome, tuple)
+    assert outcome == _line_by_line(monkeypatch, module, parse, valid)
+
+
+def test_read_lines_gives_the_line_reader_only_lines_outside_runs() -> None:
+    seen: list[tuple[int, str]] = []
+
+    def read_line(line: str, number: int, report: LineReport) -> list[str]:
+        seen.append((number, line))
+        return [line.lower()] if "." in line else []
+
+    text = "a.example\n# note\nb.example\nB.example\r\nc.example\nlocalhost.localdomain\nd.example"
+    simple = re.compile(rf"(?:{SIMPLE_NAME_LINE})*+")
+    entries, duplicates = read_lines(text, LineReport("f"), simple, str.split, read_line)
+    assert seen == [(2, "# note"), (4, "B.example"), (6, "localhost.localdomain"), (7, "d.example")]
+    assert _names(entries) == [
+        ("a.example", 1),
+        ("b.example", 3),
+        ("c.example", 5),
+        ("localhost.localdomain", 6),
+        ("d.example", 7),
+    ]
+    assert duplicates == 1
+
+
+def test_plain_list_of_simple_lines_keeps_first_lines_of_repeats() -> None:
+    blocklist = parse_plain("a.example\nb.example\na.example\nc.example\nb.example\n", "p", "p")
+    assert _names(blocklist.domains) == [("a.example", 1), ("b.example", 2), ("c.example", 4)]
+    assert blocklist.duplicates == 2
