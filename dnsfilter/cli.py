@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import gc
 import logging
 import sys
 from collections.abc import Callable, Sequence
@@ -18,7 +17,7 @@ from dnsfilter.errors import ConfigError, ListError, PrivilegeError
 from dnsfilter.lists import FORMATS
 from dnsfilter.lists.commands import register as register_lists
 from dnsfilter.lists.model import BlockList
-from dnsfilter.loading import load_configured
+from dnsfilter.loading import load_configured, release_memory
 from dnsfilter.metrics import Metrics
 from dnsfilter.report import register as register_report
 from dnsfilter.server import ListenError
@@ -183,10 +182,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return EXIT_INVALID
     entries = sum(len(b.domains) for b in lists)
     log.info("loaded %d lists with %d entries from %s", len(lists), entries, config.source)
-    # The policy holds what the query path needs; the parsed entries (hundreds of MB for a
+    # The policy holds what the query path needs; the parsed entries (about 100 MB for a
     # million-entry list) must not outlive the load.
     del lists
-    gc.collect()
+    release_memory()
     try:
         return run_loop(service.run())
     except ConfigError as exc:  # the supervisor opens the audit store once bound

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ctypes
+import gc
 from collections.abc import Callable
 from pathlib import Path
 
@@ -28,3 +30,16 @@ def load_configured(
     check_ca_files([*config.upstream.servers, *zone_servers])
     base = config_path.resolve().parent if config_path else Path.cwd()
     return config, load_lists(config.lists, base, HostResolver.from_config(config))
+
+
+def release_memory() -> None:
+    """Collect what loading left behind and hand the freed heap back to the system.
+
+    Parsing a million-entry list frees about 30 MB of C heap that glibc keeps for reuse
+    rather than returning (measured: RSS 84 MB after loading, 54 MB after malloc_trim).
+    Other C libraries have no malloc_trim; there the collection is all.
+    """
+    gc.collect()
+    trim = getattr(ctypes.CDLL(None), "malloc_trim", None)
+    if trim is not None:
+        trim(0)

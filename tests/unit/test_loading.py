@@ -1,0 +1,31 @@
+"""dnsfilter.loading: what serve does with the memory a load leaves behind."""
+
+from __future__ import annotations
+
+import ctypes
+
+import pytest
+
+from dnsfilter.loading import release_memory
+
+
+class _Glibc:
+    def __init__(self) -> None:
+        self.trims: list[int] = []
+
+    def malloc_trim(self, pad: int) -> int:
+        self.trims.append(pad)
+        return 1
+
+
+def test_release_memory_trims_the_c_heap(monkeypatch: pytest.MonkeyPatch) -> None:
+    libc = _Glibc()
+    monkeypatch.setattr(ctypes, "CDLL", lambda name: libc)
+    release_memory()
+    assert libc.trims == [0]
+
+
+def test_release_memory_without_malloc_trim(monkeypatch: pytest.MonkeyPatch) -> None:
+    # musl and other C libraries have no malloc_trim: the collection is all there is.
+    monkeypatch.setattr(ctypes, "CDLL", lambda name: object())
+    release_memory()
