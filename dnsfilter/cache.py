@@ -1,24 +1,30 @@
 """The answer cache: upstream responses kept as bytes, served with aged TTLs.
 
-Entries hold the response body after the question, without its OPT record, and the
-offsets of every TTL field. Serving a hit patches those TTLs (once per second of age,
-then reuses the rendering), puts the client's own question and ID in front and appends
-a fresh OPT when the client sent EDNS. Nothing is re-packed through a DNS library.
+Entries hold the response body after the question, without its OPT record, and a layout:
+the header flags, the section counts and the offset of every TTL field. Serving a hit
+patches those TTLs (once per second of age, then reuses the rendering), puts the client's
+own question and ID in front and appends a fresh OPT when the client sent EDNS. Nothing is
+re-packed through a DNS library.
 
 What is cached follows CoreDNS and RFC 2308: NOERROR answers for their smallest TTL,
 negative answers (NXDOMAIN, NODATA) for min(SOA TTL, SOA MINIMUM) only when they carry
 an SOA; truncated responses and every other rcode are never cached.
 
-Serve-stale (RFC 8767): an expired entry stays (unless the LRU pushes it out) for
+Serve-stale (RFC 8767): an expired entry stays (unless eviction pushes it out) for
 `stale_max_age` seconds more. `get` never returns it, so hits cost nothing extra;
 `get_stale` finds it for the resolver when no upstream answers, and `stale_reply` serves
 it with every TTL set to the short stale TTL.
+
+Memory: most entries are filled once and never hit again (a full cache of 100,000 of them
+is the benchmark's "miss" load), so an entry is kept to five objects: its key (the query
+name itself for the usual IN A question), the entry, its bytes and two floats. Layouts are
+shared between entries of the same shape, and what only a hit entry needs (its rendering,
+its prefetch and stale state) lives in a side object made on the first hit.
 """
 
 from __future__ import annotations
 
 import struct
-from collections import OrderedDict
 from typing import TYPE_CHECKING, NamedTuple
 
 from dnsfilter.errors import FormatError
@@ -32,105 +38,192 @@ _U32 = struct.Struct("!I")
 _TC = 0x0200
 _AA = 0x0400
 _RD = 0x0100
+_CLASS_IN = 1
+_TYPE_A = int(QType.A)  # a plain int: comparing with the enum member costs a lookup a query
+
+#: A cache key: the name alone for IN A without DO or CD, (name, qtype) for other IN
+#: questions without DO or CD, else every field. The three shapes never compare equal, so
+#: no two questions share a key, and the commonest key costs no object of its own.
+Key = str | tuple[str, int] | tuple[str, int, int, bool, bool]
 
 
-class CacheKey(NamedTuple):
-    qname: str
-    qtype: int
-    qclass: int
-    do: bool
-    cd: bool
+def CacheKey(qname: str, qtype: int, qclass: int, do: bool, cd: bool) -> Key:
+    """The key of a question; DO and CD are part of it (CoreDNS), as is the class.
+
+    Named like the NamedTuple it replaced, which is how the resolver spells it.
+    """
+    if qclass == _CLASS_IN and not (do or cd):
+        return qname if qtype == _TYPE_A else (qname, qtype)
+    return (qname, qtype, qclass, do, cd)
+
+
+class Layout(NamedTuple):
+    """An entry's header values and where its TTLs are; equal layouts are one object."""
+
+    flags: int  #: upstream flags, AA and RD cleared, rcode (low 4 bits) kept
+    ancount: int
+    nscount: int
+    arcount: int  #: without the OPT record
+    ttl_offsets: tuple[int, ...]  #: of every TTL field in the body
+
+
+_LAYOUTS: dict[Layout, Layout] = {}
+#: Distinct layouts kept for sharing; past this, new shapes get a copy each. A one-A answer
+#: from one upstream has one layout, so the usual shapes are in long before the cap.
+_MAX_LAYOUTS = 1024
+
+
+def _shared(layout: Layout) -> Layout:
+    found = _LAYOUTS.get(layout)
+    if found is not None:
+        return found
+    if len(_LAYOUTS) < _MAX_LAYOUTS:
+        _LAYOUTS[layout] = layout
+    return layout
+
+
+#: Where in an entry's lifetime the prefetch window starts (unbound prefetches at 90% too).
+PREFETCH_WINDOW = 0.9
+_PREFETCH_TAIL = 1 - PREFETCH_WINDOW
+
+
+class _HitState:
+    """What only an entry that is hit needs: its rendering per age, the CLOCK mark, and
+    the prefetch and stale bookkeeping of the resolver."""
+
+    __slots__ = (
+        "late_hits",
+        "prefetching",
+        "rendered",
+        "rendered_from",
+        "rendered_until",
+        "stale_until",
+        "stored_at",
+        "used",
+    )
+
+    def __init__(self, stored_at: float, body: bytes) -> None:
+        self.stored_at = stored_at
+        #: the body as served from rendered_from to rendered_until (age 0 at first)
+        self.rendered = body
+        self.rendered_from = stored_at
+        self.rendered_until = stored_at + 1
+        self.used = False  #: hit since the last eviction sweep passed it
+        self.late_hits = 0
+        self.prefetching = False
+        self.stale_until = 0.0
 
 
 class CacheEntry:
     """One cached response. Its bytes are never mutated; rendering makes new ones."""
 
-    __slots__ = (
-        "_rendered",
-        "_rendered_age",
-        "ancount",
-        "arcount",
-        "body",
-        "expires_at",
-        "flags",
-        "inspection",
-        "late_hits",
-        "nscount",
-        "prefetch_at",
-        "prefetching",
-        "stale_until",
-        "stored_at",
-        "ttl_offsets",
-        "ttls",
-    )
+    __slots__ = ("_hit", "body", "expires_at", "inspection", "layout", "prefetch_at")
 
-    def __init__(
-        self,
-        flags: int,
-        counts: tuple[int, int, int],
-        body: bytes,
-        ttl_offsets: tuple[int, ...],
-        ttls: tuple[int, ...],
-        stored_at: float,
-        lifetime: int,
-    ) -> None:
-        self.flags = flags
-        self.ancount, self.nscount, self.arcount = counts
+    def __init__(self, layout: Layout, body: bytes, expires_at: float, prefetch_at: float) -> None:
+        self.layout = layout
+        #: the records after the question, OPT left out, with the stored (clamped) TTLs
         self.body = body
-        self.ttl_offsets = ttl_offsets
-        self.ttls = ttls
-        self.stored_at = stored_at
-        self.expires_at = stored_at + lifetime
+        self.expires_at = expires_at
         #: the last tenth of the lifetime: hits from here on may refresh the entry early
-        self.prefetch_at = stored_at + lifetime * PREFETCH_WINDOW
-        self.late_hits = 0  #: hits since prefetch_at
-        self.prefetching = False  #: a refresh was started (at most one per entry)
-        #: after a failed refresh, the stale entry is served without asking until then
-        self.stale_until = 0.0
-        self._rendered_age: int | None = 0
-        self._rendered = body
+        self.prefetch_at = prefetch_at
         #: What the policy found in the answer (CNAME targets, addresses), set on fill, so
         #: a hit is checked against the asking client's policy with two ANDs.
         self.inspection: Inspection | None = None
+        self._hit: _HitState | None = None
+
+    @property
+    def stored_at(self) -> float:
+        """When the entry was filled, derived from its two times so it costs no float.
+
+        The lifetime is a whole number of seconds, so rounding recovers it exactly; the
+        result is off only by the rounding of expires_at (a nanosecond at most for a
+        monotonic clock below 10^7 seconds), which moves an age boundary by as much.
+        """
+        lifetime = round((self.expires_at - self.prefetch_at) / _PREFETCH_TAIL)
+        return self.expires_at - lifetime
+
+    def _hit_state(self) -> _HitState:
+        state = self._hit
+        if state is None:
+            state = self._hit = _HitState(self.stored_at, self.body)
+        return state
+
+    @property
+    def late_hits(self) -> int:
+        """Hits since prefetch_at (the resolver counts them)."""
+        return 0 if self._hit is None else self._hit.late_hits
+
+    @late_hits.setter
+    def late_hits(self, value: int) -> None:
+        self._hit_state().late_hits = value
+
+    @property
+    def prefetching(self) -> bool:
+        """A refresh was started (at most one per entry)."""
+        return self._hit is not None and self._hit.prefetching
+
+    @prefetching.setter
+    def prefetching(self, value: bool) -> None:
+        self._hit_state().prefetching = value
+
+    @property
+    def stale_until(self) -> float:
+        """After a failed refresh, the stale entry is served without asking until then."""
+        return 0.0 if self._hit is None else self._hit.stale_until
+
+    @stale_until.setter
+    def stale_until(self, value: float) -> None:
+        self._hit_state().stale_until = value
 
     def body_at(self, now: float) -> bytes:
         """The body with every TTL counted down by the entry's age in whole seconds."""
-        age = int(now - self.stored_at)
-        if age == self._rendered_age:
-            return self._rendered
-        out = bytearray(self.body)
-        for offset, ttl in zip(self.ttl_offsets, self.ttls, strict=True):
-            _U32.pack_into(out, offset, ttl - age if ttl > age else 0)
-        rendered = bytes(out)
-        self._rendered, self._rendered_age = rendered, age
+        state = self._hit
+        if state is not None and state.rendered_from <= now < state.rendered_until:
+            return state.rendered
+        stored_at = self.stored_at if state is None else state.stored_at
+        age = int(now - stored_at)
+        if age <= 0:  # the stored TTLs are the age-0 rendering (and a clock that went back)
+            rendered = self.body
+        else:
+            out = bytearray(self.body)
+            for offset in self.layout.ttl_offsets:
+                (ttl,) = _U32.unpack_from(out, offset)
+                _U32.pack_into(out, offset, ttl - age if ttl > age else 0)
+            rendered = bytes(out)
+        if state is not None:
+            state.rendered = rendered
+            state.rendered_from = stored_at + age
+            state.rendered_until = stored_at + age + 1
         return rendered
 
     def reply(
         self, msg_id: int, query_flags: int, question: bytes, opt: bytes, now: float
     ) -> bytes:
         """The full reply for a client: its ID, RD bit and question; our OPT if it sent EDNS."""
-        flags = (self.flags & ~_RD) | (query_flags & _RD)
+        flags, ancount, nscount, arcount, _ = self.layout
+        state = self._hit
+        # body_at's first test, inline: a hit within the second of the last one calls nothing.
+        if state is not None and state.rendered_from <= now < state.rendered_until:
+            body = state.rendered
+        else:
+            body = self.body_at(now)
         header = _HEADER.pack(
-            msg_id, flags, 1, self.ancount, self.nscount, self.arcount + (1 if opt else 0)
+            msg_id, flags | (query_flags & _RD), 1, ancount, nscount, arcount + (1 if opt else 0)
         )
-        return header + question + self.body_at(now) + opt
+        return b"".join((header, question, body, opt))
 
     def stale_reply(
         self, msg_id: int, query_flags: int, question: bytes, opt: bytes, ttl: int
     ) -> bytes:
         """As reply(), for an expired entry: every TTL is ttl (RFC 8767 4)."""
-        flags = (self.flags & ~_RD) | (query_flags & _RD)
+        flags, ancount, nscount, arcount, offsets = self.layout
         header = _HEADER.pack(
-            msg_id, flags, 1, self.ancount, self.nscount, self.arcount + (1 if opt else 0)
+            msg_id, flags | (query_flags & _RD), 1, ancount, nscount, arcount + (1 if opt else 0)
         )
         body = bytearray(self.body)
-        for offset in self.ttl_offsets:
+        for offset in offsets:
             _U32.pack_into(body, offset, ttl)
-        return header + question + bytes(body) + opt
-
-
-#: Where in an entry's lifetime the prefetch window starts (unbound prefetches at 90% too).
-PREFETCH_WINDOW = 0.9
+        return b"".join((header, question, body, opt))
 
 
 class TtlPolicy(NamedTuple):
@@ -179,14 +272,14 @@ def _build_entry(
             except FormatError:  # an SOA too short to hold a MINIMUM: forward, do not cache
                 return None
             cap = min(soa.ttl, minimum, policy.negative_max_ttl)
-            ttls = tuple(min(r.ttl, cap) for r in scan.records)
+            ttls = [min(r.ttl, cap) for r in scan.records]
         else:
-            ttls = tuple(min(max(r.ttl, policy.min_ttl), policy.max_ttl) for r in scan.records)
+            ttls = [min(max(r.ttl, policy.min_ttl), policy.max_ttl) for r in scan.records]
         lifetime = min(ttls, default=0)
         if lifetime <= 0:
             return None
     else:
-        ttls = tuple(r.ttl for r in scan.records)
+        ttls = [r.ttl for r in scan.records]
         lifetime = 0
 
     counts = [0, 0, 0]
@@ -198,26 +291,33 @@ def _build_entry(
         offsets.append(length + ref.ttl_offset - ref.start)
         parts.append(wire[ref.start : ref.end])
         length += ref.end - ref.start
-    flags = (scan.flags & ~(_AA | 0xF)) | (rcode & 0xF)
     body = bytearray().join(parts)
-    # The stored body carries the clamped TTLs, so at age 0 it is its own rendering and
-    # an entry that is never hit again holds one copy of its bytes, not two.
+    # The stored body carries the clamped TTLs: at age 0 it is its own rendering, and the
+    # TTLs need no tuple of their own.
     for offset, ttl in zip(offsets, ttls, strict=True):
         _U32.pack_into(body, offset, ttl)
-    return CacheEntry(
-        flags,
-        (counts[0], counts[1], counts[2]),
-        bytes(body),
-        tuple(offsets),
-        ttls,
-        now,
-        lifetime,
-    )
+    flags = (scan.flags & ~(_AA | _RD | 0xF)) | (rcode & 0xF)
+    layout = _shared(Layout(flags, counts[0], counts[1], counts[2], tuple(offsets)))
+    if lifetime == 0:
+        return CacheEntry(layout, bytes(body), now, now)
+    return CacheEntry(layout, bytes(body), now + lifetime, now + lifetime * PREFETCH_WINDOW)
+
+
+#: An eviction sweep frees this fraction of max_entries at once (at most _MAX_SWEEP), so the
+#: walk from the oldest end of the dict, which steps over every slot freed since the dict
+#: last resized, is paid once per batch rather than once per insertion.
+_SWEEP_FRACTION = 64
+_MAX_SWEEP = 1024
 
 
 class AnswerCache:
-    """A bounded LRU of CacheEntry by CacheKey; time comes from the caller.
+    """A bounded map of CacheEntry by key; time comes from the caller.
 
+    Eviction is CLOCK (second chance) over a plain dict in insertion order: a hit only
+    marks its entry, and when the cache is full a sweep from the oldest end evicts the
+    entries not hit since the sweep last passed them and moves the marked ones, unmarked,
+    to the newest end. That keeps popular entries as LRU would, without the per-hit
+    move-to-end and the per-key links of an OrderedDict (~75 bytes an entry).
     Expired entries are kept stale_max_age seconds more for get_stale (0: dropped at once).
     """
 
@@ -227,7 +327,8 @@ class AnswerCache:
         self.max_entries = max_entries
         self.ttl_policy = ttl_policy
         self.stale_max_age = stale_max_age
-        self._entries: OrderedDict[CacheKey, CacheEntry] = OrderedDict()
+        self._entries: dict[Key, CacheEntry] = {}
+        self._sweep_size = min(_MAX_SWEEP, max(1, max_entries // _SWEEP_FRACTION))
         self.hits = 0
         self.misses = 0
         self.evictions = 0
@@ -236,7 +337,7 @@ class AnswerCache:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def get(self, key: CacheKey, now: float) -> CacheEntry | None:
+    def get(self, key: Key, now: float) -> CacheEntry | None:
         entry = self._entries.get(key)
         if entry is None:
             self.misses += 1
@@ -246,24 +347,48 @@ class AnswerCache:
                 del self._entries[key]
             self.misses += 1
             return None
-        self._entries.move_to_end(key)
+        state = entry._hit
+        if state is None:
+            state = entry._hit_state()
+        state.used = True
         self.hits += 1
         return entry
 
-    def get_stale(self, key: CacheKey, now: float) -> CacheEntry | None:
+    def get_stale(self, key: Key, now: float) -> CacheEntry | None:
         """The entry, fresh or expired less than stale_max_age ago; counts nothing."""
         entry = self._entries.get(key)
         if entry is None or now >= entry.expires_at + self.stale_max_age:
             return None
         return entry
 
-    def put(self, key: CacheKey, entry: CacheEntry) -> None:
+    def put(self, key: Key, entry: CacheEntry) -> None:
+        """Store entry as the newest; a replaced entry makes no room, a new one may."""
         entries = self._entries
+        if entries.pop(key, None) is None and len(entries) >= self.max_entries:
+            self._sweep(len(entries) - self.max_entries + self._sweep_size)
         entries[key] = entry
-        entries.move_to_end(key)
-        while len(entries) > self.max_entries:
-            entries.popitem(last=False)
-            self.evictions += 1
+
+    def _sweep(self, wanted: int) -> None:
+        """Evict `wanted` entries, second chance first (see the class docstring)."""
+        entries = self._entries
+        while wanted > 0:  # a second round only when every entry had been hit
+            victims: list[Key] = []
+            kept: list[Key] = []
+            for key, entry in entries.items():
+                state = entry._hit
+                if state is not None and state.used:
+                    state.used = False
+                    kept.append(key)
+                else:
+                    victims.append(key)
+                    if len(victims) == wanted:
+                        break
+            for key in victims:
+                del entries[key]
+            for key in kept:
+                entries[key] = entries.pop(key)
+            self.evictions += len(victims)
+            wanted -= len(victims)
 
     def clear(self) -> None:
         self._entries.clear()

@@ -1,4 +1,4 @@
-"""dnsfilter.cache: what is cached for how long, how entries are served, and the LRU itself.
+"""dnsfilter.cache: what is cached for how long, how entries are served, keys, and eviction.
 
 Upstream responses are packed by dnslib (so names are compressed the way real servers do it);
 served replies are decoded with dnslib (TTLs record by record) and dnspython (flags, EDNS).
@@ -16,10 +16,12 @@ import dns.rcode
 import pytest
 from dnslib import EDNS0, QTYPE, RR, DNSHeader, DNSQuestion, DNSRecord, EDNSOption
 
+from dnsfilter import cache as cache_module
 from dnsfilter.cache import (
     AnswerCache,
     CacheEntry,
     CacheKey,
+    Key,
     TtlPolicy,
     make_entry,
     make_passthrough,
@@ -394,7 +396,7 @@ _WITH_GLUE_AND_OPT = response(
 )
 def test_reply_replaces_upstream_opt(opt: bytes, arcount: int, edns: int) -> None:
     entry = cached(_WITH_GLUE_AND_OPT)
-    assert (entry.ancount, entry.nscount, entry.arcount) == (1, 1, 1)
+    assert (entry.layout.ancount, entry.layout.nscount, entry.layout.arcount) == (1, 1, 1)
     wire = render(entry, NOW + 2, opt)
     assert struct.unpack_from("!HHHH", wire, 4) == (1, 1, 1, arcount)
     assert wire.endswith(opt)
@@ -416,6 +418,34 @@ def test_reply_clears_aa_and_keeps_negative_rcode() -> None:
     assert not msg.flags & dns.flags.AA
     assert msg.rcode() == dns.rcode.NXDOMAIN
     assert [rrset.ttl for rrset in msg.authority] == [200]
+
+
+def test_hit_renderings_follow_the_age() -> None:
+    """A hit entry keeps its rendering for the second it is valid, in any order of ages."""
+    cache = AnswerCache(10)
+    entry = cached(_TWO_A)
+    cache.put(key("a"), entry)
+    for age, ttls in [
+        (0, [300, 60]),
+        (10, [290, 50]),
+        (10.9, [290, 50]),
+        (5, [295, 55]),
+        (11, [289, 49]),
+        (0.5, [300, 60]),
+        (-3, [300, 60]),  # a clock behind the fill serves the stored TTLs
+    ]:
+        assert cache.get(key("a"), NOW + age) is entry
+        assert served_ttls(render(entry, NOW + age)) == ttls
+
+
+@pytest.mark.parametrize("now", [0.0, 12345.678901, 8.6e6 + 0.123456789])
+@pytest.mark.parametrize("ttl", [1, 299, 86400])
+def test_ages_on_a_real_clock(now: float, ttl: int) -> None:
+    """stored_at is derived from the two stored times; ages come out right on any clock."""
+    entry = entry_with_ttl(ttl, now)
+    assert entry.stored_at == pytest.approx(now, abs=1e-8)
+    assert served_ttls(render(entry, now + 0.5)) == [ttl]
+    assert served_ttls(render(entry, now + 1.5)) == [ttl - 1]
 
 
 def test_same_age_same_bytes_and_body_never_mutated() -> None:
@@ -442,9 +472,8 @@ def test_same_age_same_bytes_and_body_never_mutated() -> None:
 
 def test_ttl_offsets_point_at_ttls() -> None:
     entry = cached(RESPONSE_CNAME_CHAIN)
-    assert entry.ttls == (300, 60)
-    for offset, ttl in zip(entry.ttl_offsets, entry.ttls, strict=True):
-        assert struct.unpack_from("!I", entry.body, offset)[0] == ttl
+    stored = [struct.unpack_from("!I", entry.body, at)[0] for at in entry.layout.ttl_offsets]
+    assert stored == [300, 60]
     assert entry.body == RESPONSE_CNAME_CHAIN[33:67]  # both answers, no OPT
     assert served_ttls(render(entry, NOW + 45)) == [255, 15]
 
@@ -491,7 +520,7 @@ def test_make_passthrough(wire: bytes, rcode: dns.rcode.Rcode, tc: bool, ttls: l
 # AnswerCache
 
 
-def key(name: str, qtype: int = 1, do: bool = False, cd: bool = False) -> CacheKey:
+def key(name: str, qtype: int = 1, do: bool = False, cd: bool = False) -> Key:
     return CacheKey(name, qtype, 1, do, cd)
 
 
@@ -499,13 +528,13 @@ def entry_with_ttl(ttl: int, now: float = NOW) -> CacheEntry:
     return cached(response([f"www.example.com. {ttl} IN A 192.0.2.1"]), now)
 
 
-def test_lru_evicts_least_recently_used() -> None:
+def test_hit_entry_gets_a_second_chance() -> None:
     cache = AnswerCache(3)
     entries = {name: entry_with_ttl(300) for name in "abcde"}
     for name in "abc":
         cache.put(key(name), entries[name])
-    assert cache.get(key("a"), NOW) is entries["a"]  # a is now the most recent
-    cache.put(key("d"), entries["d"])  # evicts b
+    assert cache.get(key("a"), NOW) is entries["a"]  # marks a
+    cache.put(key("d"), entries["d"])  # the sweep moves a to the newest end and evicts b
     assert (len(cache), cache.evictions) == (3, 1)
     assert cache.get(key("b"), NOW) is None
     cache.put(key("e"), entries["e"])  # evicts c
@@ -535,6 +564,53 @@ def test_max_entries_one() -> None:
         assert (len(cache), cache.evictions) == (1, index)
     assert cache.get(key("y"), NOW) is None
     assert cache.get(key("z"), NOW) is not None
+
+
+def kept(cache: AnswerCache, names: str) -> str:
+    return "".join(name for name in names if cache.get_stale(key(name), NOW) is not None)
+
+
+def test_second_chance_lasts_one_sweep() -> None:
+    cache = AnswerCache(3)
+    for name in "abc":
+        cache.put(key(name), entry_with_ttl(300))
+    cache.get(key("a"), NOW)
+    cache.put(key("d"), entry_with_ttl(300))  # a moves on, unmarked; b goes
+    cache.put(key("e"), entry_with_ttl(300))  # c goes
+    cache.put(key("f"), entry_with_ttl(300))  # a was not hit again: it goes now
+    assert kept(cache, "abcdef") == "def"
+    assert cache.evictions == 3
+
+
+def test_sweep_when_every_entry_was_hit() -> None:
+    """A first round unmarks every entry; the second evicts the oldest."""
+    cache = AnswerCache(3)
+    for name in "abc":
+        cache.put(key(name), entry_with_ttl(300))
+    for name in "abc":
+        cache.get(key(name), NOW)
+    cache.put(key("d"), entry_with_ttl(300))
+    assert kept(cache, "abcd") == "bcd"
+    assert (len(cache), cache.evictions) == (3, 1)
+
+
+def test_big_cache_evicts_in_batches() -> None:
+    cache = AnswerCache(640)  # a sweep frees 640 // 64 = 10 entries
+    wire = response(["www.example.com. 300 IN A 192.0.2.1"])
+    for index in range(640):
+        cache.put(key(f"n{index}"), cached(wire))
+    assert (len(cache), cache.evictions) == (640, 0)
+    cache.put(key("new0"), cached(wire))
+    assert (len(cache), cache.evictions) == (631, 10)
+    assert cache.get(key("n9"), NOW) is None
+    assert cache.get(key("n10"), NOW) is not None
+    for index in range(1, 10):  # room for nine more without a sweep
+        cache.put(key(f"new{index}"), cached(wire))
+    assert (len(cache), cache.evictions) == (640, 10)
+    cache.put(key("new10"), cached(wire))
+    assert (len(cache), cache.evictions) == (631, 20)
+    assert cache.get(key("n10"), NOW) is not None  # hit above, so n11..n20 went instead
+    assert cache.get(key("n20"), NOW) is None
 
 
 @pytest.mark.parametrize(
@@ -589,7 +665,7 @@ def test_hit_and_miss_counters() -> None:
         pytest.param(key("example.com"), id="qname"),
     ],
 )
-def test_key_fields_keep_entries_apart(variant: CacheKey) -> None:
+def test_key_fields_keep_entries_apart(variant: Key) -> None:
     base = key("www.example.com")
     assert variant != base
     cache = AnswerCache(10)
@@ -600,6 +676,35 @@ def test_key_fields_keep_entries_apart(variant: CacheKey) -> None:
     assert cache.get(base, NOW) is first
     assert cache.get(variant, NOW) is second
     assert len(cache) == 2
+
+
+def test_keys_of_different_questions_differ() -> None:
+    questions = [
+        ("a", 1, 1, False, False),
+        ("a", 28, 1, False, False),
+        ("a", 1, 1, True, False),
+        ("a", 1, 1, False, True),
+        ("a", 1, 3, False, False),
+        ("a", 28, 3, False, False),
+        ("a\x00\x1c", 1, 1, False, False),  # the name is latin-1 text: any octet may be in it
+        ("a\x1c", 1, 1, False, False),
+    ]
+    keys = [CacheKey(*question) for question in questions]
+    assert len(set(keys)) == len(keys)
+
+
+def test_usual_key_is_the_name_itself() -> None:
+    """IN A without DO or CD, most of what a cache holds, costs no key object."""
+    name = "www.example.com"
+    assert CacheKey(name, 1, 1, False, False) is name
+
+
+def test_entries_of_one_shape_share_their_layout(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cache_module, "_LAYOUTS", {})
+    first = entry_with_ttl(60)
+    second = cached(response(["www.example.com. 300 IN A 192.0.2.9"]), NOW + 5)
+    assert first.layout is second.layout
+    assert cached(_TWO_A).layout is not first.layout
 
 
 def test_cache_keeps_ttl_policy() -> None:
@@ -691,3 +796,13 @@ def test_prefetch_window_is_last_tenth(ttl: int, prefetch_at: float) -> None:
     entry = entry_with_ttl(ttl)
     assert entry.prefetch_at == pytest.approx(prefetch_at)
     assert (entry.late_hits, entry.prefetching, entry.stale_until) == (0, False, 0.0)
+
+
+def test_resolver_state_kept_on_the_entry() -> None:
+    entry = entry_with_ttl(100)
+    entry.late_hits += 1
+    entry.late_hits += 1
+    entry.prefetching = True
+    entry.stale_until = NOW + 30
+    assert (entry.late_hits, entry.prefetching, entry.stale_until) == (2, True, NOW + 30)
+    assert served_ttls(render(entry, NOW + 5)) == [95]
