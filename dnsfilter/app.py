@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 import socket
@@ -162,6 +163,24 @@ class Reloading:
                 seen = _stat_all(self.watched_files())
 
 
+#: Allocations between young collections while serving (CPython's default is 700).
+SERVING_GC_THRESHOLDS = (50_000, 20, 100)
+
+
+def settle_gc() -> None:
+    """Tune the cyclic collector for serving, once everything long-lived exists.
+
+    What is alive now (config, lists, resolver, listeners) lives as long as the process:
+    frozen, collections never walk it again. A forwarded query allocates a task, its
+    coroutines and a future, so at the default thresholds the collector ran every few
+    dozen queries: about 11% of the server's CPU on the miss set (py-spy). Reference
+    counting still frees nearly everything at once; the collector is only for cycles.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*SERVING_GC_THRESHOLDS)
+
+
 class Service(Reloading):
     def __init__(
         self,
@@ -257,6 +276,7 @@ class Service(Reloading):
         interval = self.config.upstream.health_check_interval
         if interval > 0:
             self._health_task = asyncio.get_running_loop().create_task(self._check_health(interval))
+        settle_gc()
 
     def stop(self) -> None:
         self._stop.set()
