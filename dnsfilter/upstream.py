@@ -1,10 +1,11 @@
 """Forwarding to upstream resolvers: UDP with TCP on truncation, or DNS over TLS; failover.
 
 Every try uses a fresh socket, so the kernel picks a fresh ephemeral source port, and a
-fresh ID from the OS CSPRNG (`secrets`, read in batches). The UDP socket is connected, so the kernel drops datagrams from
-any other address or port; a datagram from the right peer is accepted only if its ID and
-question match and the whole message parses. Anything else is ignored until the timeout,
-as a spoofed or stray reply must not end the wait for the real one.
+fresh ID from the OS CSPRNG (`secrets`, read in batches). The UDP socket is connected, so
+the kernel drops datagrams from any other address or port; a datagram from the right peer
+is accepted only if its ID and question match and the whole message parses. Anything else
+is ignored until the timeout, as a spoofed or stray reply must not end the wait for the
+real one.
 
 A DNS-over-TLS server (RFC 7858) is reached through its TlsPool instead: a few verified
 connections kept open and shared, several queries in flight on each (RFC 7766), answers

@@ -168,7 +168,7 @@ async def test_pipelined_queries_answered_out_of_order() -> None:
 @pytest.mark.asyncio
 async def test_ids_are_redrawn_on_collision(monkeypatch: pytest.MonkeyPatch) -> None:
     draws = iter([7, 7, 7, 9])
-    monkeypatch.setattr("dnsfilter.upstream.secrets.randbits", lambda bits: next(draws))
+    monkeypatch.setattr("dnsfilter.upstream.random_id", lambda: next(draws))
     connection = TlsConnection("t")
     peer = Peer(connection, "hold")
     first = asyncio.create_task(connection.exchange(query("a.test"), question("a.test")))
@@ -198,7 +198,7 @@ async def test_abandoned_query_keeps_its_id_until_its_late_answer(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     draws = iter([5, 5, 6, 5])
-    monkeypatch.setattr("dnsfilter.upstream.secrets.randbits", lambda bits: next(draws))
+    monkeypatch.setattr("dnsfilter.upstream.random_id", lambda: next(draws))
     connection = TlsConnection("t")
     peer = Peer(connection, "hold")
     with pytest.raises(TimeoutError):
