@@ -84,7 +84,7 @@ def _shared(layout: Layout) -> Layout:
 
 #: Where in an entry's lifetime the prefetch window starts (unbound prefetches at 90% too).
 PREFETCH_WINDOW = 0.9
-_PREFETCH_TAIL = 1 - PREFETCH_WINDOW
+_LIFETIME_PER_WINDOW = 1 / PREFETCH_WINDOW
 
 
 class _HitState:
@@ -98,12 +98,10 @@ class _HitState:
         "rendered_from",
         "rendered_until",
         "stale_until",
-        "stored_at",
         "used",
     )
 
     def __init__(self, stored_at: float, body: bytes) -> None:
-        self.stored_at = stored_at
         #: the body as served from rendered_from to rendered_until (age 0 at first)
         self.rendered = body
         self.rendered_from = stored_at
@@ -117,13 +115,13 @@ class _HitState:
 class CacheEntry:
     """One cached response. Its bytes are never mutated; rendering makes new ones."""
 
-    __slots__ = ("_hit", "body", "expires_at", "inspection", "layout", "prefetch_at")
+    __slots__ = ("_hit", "body", "inspection", "layout", "prefetch_at", "stored_at")
 
-    def __init__(self, layout: Layout, body: bytes, expires_at: float, prefetch_at: float) -> None:
+    def __init__(self, layout: Layout, body: bytes, stored_at: float, prefetch_at: float) -> None:
         self.layout = layout
         #: the records after the question, OPT left out, with the stored (clamped) TTLs
         self.body = body
-        self.expires_at = expires_at
+        self.stored_at = stored_at
         #: the last tenth of the lifetime: hits from here on may refresh the entry early
         self.prefetch_at = prefetch_at
         #: What the policy found in the answer (CNAME targets, addresses), set on fill, so
@@ -132,15 +130,12 @@ class CacheEntry:
         self._hit: _HitState | None = None
 
     @property
-    def stored_at(self) -> float:
-        """When the entry was filled, derived from its two times so it costs no float.
-
-        The lifetime is a whole number of seconds, so rounding recovers it exactly; the
-        result is off only by the rounding of expires_at (a nanosecond at most for a
-        monotonic clock below 10^7 seconds), which moves an age boundary by as much.
-        """
-        lifetime = round((self.expires_at - self.prefetch_at) / _PREFETCH_TAIL)
-        return self.expires_at - lifetime
+    def expires_at(self) -> float:
+        """When the entry stops being fresh: stored_at + the lifetime, to within the
+        rounding of prefetch_at (a nanosecond on a monotonic clock). Derived rather than
+        kept, one float fewer an entry; AnswerCache.get computes it the same way, inline."""
+        stored_at = self.stored_at
+        return stored_at + (self.prefetch_at - stored_at) * _LIFETIME_PER_WINDOW
 
     def _hit_state(self) -> _HitState:
         state = self._hit
@@ -180,7 +175,7 @@ class CacheEntry:
         state = self._hit
         if state is not None and state.rendered_from <= now < state.rendered_until:
             return state.rendered
-        stored_at = self.stored_at if state is None else state.stored_at
+        stored_at = self.stored_at
         age = int(now - stored_at)
         if age <= 0:  # the stored TTLs are the age-0 rendering (and a clock that went back)
             rendered = self.body
@@ -300,7 +295,7 @@ def _build_entry(
     layout = _shared(Layout(flags, counts[0], counts[1], counts[2], tuple(offsets)))
     if lifetime == 0:
         return CacheEntry(layout, bytes(body), now, now)
-    return CacheEntry(layout, bytes(body), now + lifetime, now + lifetime * PREFETCH_WINDOW)
+    return CacheEntry(layout, bytes(body), now, now + lifetime * PREFETCH_WINDOW)
 
 
 #: An eviction sweep frees this fraction of max_entries at once (at most _MAX_SWEEP), so the
@@ -342,8 +337,10 @@ class AnswerCache:
         if entry is None:
             self.misses += 1
             return None
-        if now >= entry.expires_at:
-            if now >= entry.expires_at + self.stale_max_age:
+        stored_at = entry.stored_at
+        expires_at = stored_at + (entry.prefetch_at - stored_at) * _LIFETIME_PER_WINDOW
+        if now >= expires_at:
+            if now >= expires_at + self.stale_max_age:
                 del self._entries[key]
             self.misses += 1
             return None

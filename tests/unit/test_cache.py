@@ -440,12 +440,15 @@ def test_hit_renderings_follow_the_age() -> None:
 
 @pytest.mark.parametrize("now", [0.0, 12345.678901, 8.6e6 + 0.123456789])
 @pytest.mark.parametrize("ttl", [1, 299, 86400])
-def test_ages_on_a_real_clock(now: float, ttl: int) -> None:
-    """stored_at is derived from the two stored times; ages come out right on any clock."""
+def test_expiry_on_a_real_clock(now: float, ttl: int) -> None:
+    """expires_at is derived from stored_at and prefetch_at, to within a nanosecond."""
     entry = entry_with_ttl(ttl, now)
-    assert entry.stored_at == pytest.approx(now, abs=1e-8)
-    assert served_ttls(render(entry, now + 0.5)) == [ttl]
-    assert served_ttls(render(entry, now + 1.5)) == [ttl - 1]
+    assert entry.expires_at == pytest.approx(now + ttl, abs=1e-9)
+    cache = AnswerCache(10)
+    cache.put(key("a"), entry)
+    assert cache.get(key("a"), now + ttl - 1e-6) is entry
+    assert served_ttls(render(entry, now + ttl - 1e-6)) == [1]  # age ttl - 1
+    assert cache.get(key("a"), now + ttl + 1e-6) is None
 
 
 def test_same_age_same_bytes_and_body_never_mutated() -> None:
