@@ -13,7 +13,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Sequence
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 from dnsfilter.cache import (
     AnswerCache,
@@ -28,7 +28,7 @@ from dnsfilter.errors import ConfigError, UpstreamError
 from dnsfilter.lists.model import BlockList
 from dnsfilter.metrics import UpstreamStats
 from dnsfilter.policy import Action, Inspection, Policy, Verdict, build_policy
-from dnsfilter.upstream import Upstream, UpstreamAnswer, UpstreamGroup
+from dnsfilter.upstream import FirstTry, Upstream, UpstreamAnswer, UpstreamGroup
 from dnsfilter.wire import (
     CLASS_IN,
     HEADER_LEN,
@@ -72,6 +72,7 @@ _REFUSE = Action.REFUSE
 _BLOCK = Action.BLOCK
 _BLOCKED = ReplyKind.BLOCKED
 _CACHED = ReplyKind.CACHED
+_FORWARDED = ReplyKind.FORWARDED
 _new_tuple = tuple.__new__
 _PROHIBITED = ede_option(EdeCode.PROHIBITED, "client is not in a configured network")
 _UNREACHABLE = ede_option(EdeCode.NETWORK_ERROR, "no upstream answered")
@@ -83,6 +84,13 @@ _MAX_BACKGROUND = 256
 ANY_HINFO_TTL = 3600
 _ANY = int(QType.ANY)  #: a plain int: an IntEnum member costs a lookup on every query
 _ANY_HINFO = answer_record(QType.HINFO, ANY_HINFO_TTL, b"\x07RFC8482\x00")
+
+
+def bug_reply(q: Query, verdict: Verdict) -> Reply:
+    """SERVFAIL for a query whose resolution raised: a bug must cost one query, not the
+    server. Call it from an exception handler: it logs the exception, loudly."""
+    log.exception("resolving %s failed", q.qname)
+    return Reply(truncate_for(q, build_reply(q, Rcode.SERVFAIL)), ReplyKind.SERVFAIL, verdict)
 
 
 class ZoneRouter:
@@ -226,8 +234,40 @@ class Resolver:
         if self.cache is not None:
             self.cache.clear()
 
-    async def resolve(self, q: Query, verdict: Verdict) -> Reply:
-        """Answer a query that answer_now could not: forward it and cache the answer."""
+    def start(
+        self,
+        q: Query,
+        verdict: Verdict,
+        on_reply: Callable[[Reply], None],
+        on_fallback: Callable[[FirstTry | None], None],
+    ) -> None:
+        """Begin resolving without a task where that is the whole story: no stale entry to
+        weigh, and a first server reached over plain UDP (UpstreamGroup.start). The reply
+        goes to on_reply; whatever needs more (failover, TCP, TLS, stale answers) goes to
+        on_fallback, which must run resolve(q, verdict, first) with what was tried."""
+        upstream = self.router.upstream_for(q.qname)
+        if self.stale_ttl or type(upstream) is not UpstreamGroup:
+            on_fallback(None)
+            return
+        policy = self.policy
+
+        def done(answer: UpstreamAnswer | None, first: FirstTry | None) -> None:
+            if answer is None:
+                on_fallback(first)
+                return
+            try:
+                reply = self._forwarded(q, verdict, policy, *self._store(q, policy, answer))
+            except Exception:
+                reply = bug_reply(q, verdict)
+            on_reply(reply)
+
+        if not upstream.start(q, done):
+            on_fallback(None)
+
+    async def resolve(self, q: Query, verdict: Verdict, first: FirstTry | None = None) -> Reply:
+        """Answer a query that answer_now could not: forward it and cache the answer.
+
+        first: the try start() made already, when it did not settle the query."""
         policy = self.policy
         # 4. Stale entry (RFC 8767): an expired answer kept for when no upstream answers;
         #    after a failed refresh it is served at once for stale_ttl seconds.
@@ -248,7 +288,7 @@ class Resolver:
                 if fetched is None:
                     return self._stale(q, verdict, stale)
             else:
-                fetched = await self._fetch(q, policy)
+                fetched = await self._fetch(q, policy, first)
         except UpstreamError as exc:
             if stale is not None:
                 log.debug("stale answer for %s: %s", q.qname, exc)
@@ -257,7 +297,19 @@ class Resolver:
             log.debug("SERVFAIL for %s: %s", q.qname, exc)
             ede = _UNREACHABLE if q.edns else b""
             return Reply(build_reply(q, Rcode.SERVFAIL, ede=ede), ReplyKind.SERVFAIL, verdict)
-        answer, inspection, entry, now = fetched
+        return self._forwarded(q, verdict, policy, *fetched)
+
+    def _forwarded(
+        self,
+        q: Query,
+        verdict: Verdict,
+        policy: Policy,
+        answer: UpstreamAnswer,
+        inspection: Inspection | None,
+        entry: CacheEntry | None,
+        now: float,
+    ) -> Reply:
+        """The reply to q from its upstream answer, as _store left it."""
         if inspection is not None and verdict.rule is not None:
             blocked = policy.blocked_answer(verdict.rule, inspection)
             if blocked is not None:
@@ -265,14 +317,26 @@ class Resolver:
         if entry is None:
             entry = make_passthrough(answer.wire, answer.scan, now)
         opt = opt_record(q.do) if q.edns else b""
-        wire = entry.reply(q.id, q.flags, q.question, opt, now)
-        return Reply(truncate_for(q, wire), ReplyKind.FORWARDED, verdict)
+        wire = entry.reply(q.id, q.flags, q.wire[HEADER_LEN : q.question_end], opt, now)
+        if len(wire) > q.max_size:
+            wire = truncate_for(q, wire)
+        return _new_tuple(Reply, (wire, _FORWARDED, verdict))
 
     async def _fetch(
-        self, q: Query, policy: Policy
+        self, q: Query, policy: Policy, first: FirstTry | None = None
     ) -> tuple[UpstreamAnswer, Inspection | None, CacheEntry | None, float]:
         """Forward q, inspect the answer and cache it: (answer, inspection, entry, time)."""
-        answer = await self.router.upstream_for(q.qname).forward(q)
+        upstream = self.router.upstream_for(q.qname)
+        if first is None:
+            answer = await upstream.forward(q)
+        else:  # only an UpstreamGroup makes first tries
+            answer = await cast(UpstreamGroup, upstream).forward(q, first)
+        return self._store(q, policy, answer)
+
+    def _store(
+        self, q: Query, policy: Policy, answer: UpstreamAnswer
+    ) -> tuple[UpstreamAnswer, Inspection | None, CacheEntry | None, float]:
+        """Inspect an upstream answer and cache it: (answer, inspection, entry, time)."""
         # Inspect the answer: a CNAME into a blocked name, or an address inside a list's
         # networks, blocks it for policies that ask for it.
         inspection = policy.inspect(answer.wire, answer.scan) if policy.inspects else None

@@ -17,7 +17,7 @@ import contextlib
 import errno
 import logging
 import socket
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from time import monotonic, time
 from typing import Any, cast
 
@@ -28,7 +28,8 @@ from dnsfilter.metrics import OTHER_QTYPE, QTYPE_LABELS, QueryStats
 from dnsfilter.policy import Verdict
 from dnsfilter.querylog import AuditEvent, AuditSink
 from dnsfilter.ratelimit import ClientLimits
-from dnsfilter.resolver import Reply, ReplyKind, Resolver
+from dnsfilter.resolver import Reply, ReplyKind, Resolver, bug_reply
+from dnsfilter.upstream import FirstTry
 from dnsfilter.wire import (
     EdeCode,
     Query,
@@ -39,7 +40,6 @@ from dnsfilter.wire import (
     ede_option,
     error_reply,
     parse_query,
-    truncate_for,
 )
 
 log = logging.getLogger(__name__)
@@ -72,6 +72,7 @@ class QueryHandler:
         self.udp_limit = config.udp_payload_size
         self.max_inflight = config.max_inflight
         self.inflight: set[asyncio.Task[None]] = set()
+        self.untasked = 0  #: queries resolving by callbacks, without a task (forward())
         #: per-client limits; None when ratelimit.enabled is false
         self.limits: ClientLimits | None = None
         self.rate_limited = False  #: limits is set and its rate is not 0 (unlimited)
@@ -87,6 +88,7 @@ class QueryHandler:
             self.rate_limited = ratelimit.rate > 0
             self.refuse_limited = ratelimit.action == "refused"
         self.draining = False  #: shutting down: new queries are ignored
+        self.closed = False  #: shut down: queries still resolving are abandoned
 
     def handle(
         self, data: bytes, client: tuple[str, int], transport: Transport
@@ -129,7 +131,7 @@ class QueryHandler:
         # The in-flight caps: server-wide, and this client's share of it. Past either a UDP
         # query is dropped (the client retries); TCP gets SERVFAIL, as silence would hold
         # its connection open.
-        if len(self.inflight) >= self.max_inflight:
+        if len(self.inflight) + self.untasked >= self.max_inflight:
             kind = ReplyKind.DROPPED
         elif key is not None and limits is not None and limits.over_inflight(key):
             kind = ReplyKind.RATELIMITED
@@ -140,16 +142,59 @@ class QueryHandler:
             return build_reply(q, Rcode.SERVFAIL)
         return None
 
-    async def resolve(self, q: Query, verdict: Verdict, started: float) -> bytes:
+    async def resolve(
+        self, q: Query, verdict: Verdict, started: float, first: FirstTry | None = None
+    ) -> bytes:
         try:
-            reply = await self.resolver.resolve(q, verdict)
+            reply = await self.resolver.resolve(q, verdict, first)
         except Exception:
-            # A bug must cost one query, not the server; say so loudly.
-            log.exception("resolving %s failed", q.qname)
-            wire = truncate_for(q, build_reply(q, Rcode.SERVFAIL))
-            reply = Reply(wire, ReplyKind.SERVFAIL, verdict)
+            reply = bug_reply(q, verdict)
         self._count(q, reply, started)
         return reply.wire
+
+    def forward(
+        self, q: Query, verdict: Verdict, started: float, send: Callable[[bytes], None]
+    ) -> None:
+        """Resolve q and send() the reply: by callbacks while Resolver.start can (a first
+        UDP try settles most queries), as a task from where it could not."""
+        limits = self.limits
+        key = None if limits is None else limits.key(q.client[0])
+        if key is not None:
+            assert limits is not None
+            limits.begin(key)
+        self.untasked += 1
+
+        def settled() -> None:
+            self.untasked -= 1
+            if key is not None:
+                assert limits is not None
+                limits.end(key)
+
+        def on_reply(reply: Reply) -> None:
+            settled()
+            self._count(q, reply, started)
+            send(reply.wire)
+
+        def on_fallback(first: FirstTry | None) -> None:
+            settled()
+            if self.closed:  # abandoned by DnsServer.close(): nothing may start now
+                return
+            self.spawn(q, self._send_later(q, verdict, started, send, first))
+
+        try:
+            self.resolver.start(q, verdict, on_reply, on_fallback)
+        except Exception:
+            on_reply(bug_reply(q, verdict))
+
+    async def _send_later(
+        self,
+        q: Query,
+        verdict: Verdict,
+        started: float,
+        send: Callable[[bytes], None],
+        first: FirstTry | None,
+    ) -> None:
+        send(await self.resolve(q, verdict, started, first))
 
     def _count(self, q: Query, reply: Reply, started: float) -> None:
         stats = self.stats
@@ -221,7 +266,7 @@ class QueryHandler:
 
     def inflight_count(self) -> int:
         """Queries being resolved now (UDP and TCP), for dnsfilter_inflight_queries."""
-        return len(self.inflight)
+        return len(self.inflight) + self.untasked
 
     def ratelimited_clients(self) -> int:
         """Clients limited within the last minute, for dnsfilter_ratelimited_clients."""
@@ -246,14 +291,14 @@ class UdpListener(asyncio.DatagramProtocol):
         if result is None:
             return
         assert isinstance(result, tuple)
-        self.handler.spawn(result[0], self._answer_later(*result, addr))
+        transport = self.transport
+        assert transport is not None
 
-    async def _answer_later(
-        self, q: Query, verdict: Verdict, started: float, addr: tuple[str, int]
-    ) -> None:
-        wire = await self.handler.resolve(q, verdict, started)
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.sendto(wire, addr)
+        def send(wire: bytes) -> None:
+            if not transport.is_closing():
+                transport.sendto(wire, addr)
+
+        self.handler.forward(*result, send)
 
     def error_received(self, exc: Exception) -> None:
         # ICMP errors for earlier replies (a client that went away) are not ours to fix.
@@ -455,10 +500,23 @@ class DnsServer:
         for server in self._servers:
             server.close()  # no new connections; open ones are drained below
         self.tcp.drain()
-        tasks = set(handler.inflight)
-        waiting = tasks | self.tcp.tasks
-        if waiting and timeout > 0:
-            await asyncio.wait(waiting, timeout=timeout)
+        in_flight = len(handler.inflight) + handler.untasked
+        # Queries resolving without a task may still become one (failover): look again
+        # until everything is done or the time is up.
+        tasks: set[asyncio.Task[Any]] = set()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            tasks |= handler.inflight
+            waiting = {task for task in tasks | self.tcp.tasks if not task.done()}
+            remaining = deadline - loop.time()
+            if (not waiting and not handler.untasked) or remaining <= 0:
+                break
+            if waiting:
+                await asyncio.wait(waiting, timeout=min(remaining, 0.05))
+            else:
+                await asyncio.sleep(min(remaining, 0.01))
+        tasks |= handler.inflight
         left = [task for task in tasks | self.tcp.tasks if not task.done()]
         for task in left:
             task.cancel()
@@ -470,5 +528,7 @@ class DnsServer:
         for server in self._servers:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(server.wait_closed(), 1.0)
-        cancelled = sum(1 for task in tasks if task.cancelled())
-        return len(tasks) - cancelled, cancelled
+        # Those still on their first try are abandoned: their late answers go nowhere.
+        handler.closed = True
+        cancelled = sum(1 for task in tasks if task.cancelled()) + handler.untasked
+        return in_flight - cancelled, cancelled

@@ -167,69 +167,111 @@ def _poller(loop: asyncio.AbstractEventLoop) -> _ReadinessPoller:
     return poller
 
 
-class _UdpTimeout:
-    """The exception of a try that timed out, built only when it does (the message's
-    formatting showed up in profiles of the forwarding path)."""
-
-    __slots__ = ("server", "timeout")
-
-    def __init__(self, server: HostPort, timeout: float) -> None:
-        self.server = server
-        self.timeout = timeout
-
-    def __call__(self, done: asyncio.Future[tuple[bytes, ResponseScan]]) -> None:
-        if not done.done():
-            message = f"{self.server}: no answer over UDP in {self.timeout:g}s"
-            done.set_exception(UpstreamTimeout(message))
-
-
 #: SOCK_NONBLOCK at creation (Linux) spares a setblocking() syscall on every try.
 _NONBLOCK = getattr(socket, "SOCK_NONBLOCK", 0)
+
+#: How a UDP try ends: (answer, its scan, None) or (None, None, the error).
+UdpOutcome = Callable[[bytes | None, ResponseScan | None, UpstreamError | None], None]
+
+
+class UdpTry:
+    """One UDP query to one server on its own fresh socket, driven by callbacks.
+
+    No task, coroutine or future: the forwarding fast path (a query's first try) runs on
+    these alone; udp_exchange wraps one in a future for everything else. `done` is called
+    exactly once, from the event loop, unless cancel() comes first.
+    """
+
+    __slots__ = ("_done", "_fd", "_msg_id", "_poller", "_question", "_sock", "_timer", "server")
+
+    def __init__(
+        self,
+        server: HostPort,
+        query: bytes,
+        question: bytes,
+        timeout: float,
+        loop: asyncio.AbstractEventLoop,
+        done: UdpOutcome,
+    ) -> None:
+        """Send query now; UpstreamError (and no callback) if it cannot be sent."""
+        self.server = server
+        self._question = question
+        self._msg_id = int.from_bytes(query[:2], "big")
+        self._done = done
+        family = socket.AF_INET6 if server.family_v6 else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_DGRAM | _NONBLOCK)
+        try:
+            if not _NONBLOCK:
+                sock.setblocking(False)
+            sock.connect((server.host, server.port))
+            sock.send(query)
+        except OSError as exc:
+            sock.close()
+            raise UpstreamError(f"{server}: {exc.strerror or exc}") from None
+        self._sock = sock
+        self._fd = sock.fileno()
+        self._poller = _poller(loop)
+        self._poller.watch(self._fd, self._readable)
+        self._timer = loop.call_later(timeout, self._expired, timeout)
+
+    def _readable(self) -> None:
+        while True:
+            try:
+                data = self._sock.recv(_MAX_MESSAGE)
+            except BlockingIOError:
+                return
+            except OSError as exc:  # e.g. ICMP port unreachable
+                self._end(None, None, UpstreamError(f"{self.server}: {exc.strerror or exc}"))
+                return
+            scan = _check_answer(data, self._msg_id, self._question)
+            if scan is not None:
+                self._end(data, scan, None)
+                return
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("ignored a non-matching datagram from %s", self.server)
+
+    def _expired(self, timeout: float) -> None:
+        # The message is formatted only now: building it per try showed up in profiles.
+        error = UpstreamTimeout(f"{self.server}: no answer over UDP in {timeout:g}s")
+        self._end(None, None, error)
+
+    def cancel(self) -> None:
+        """Give up: close the socket; done is never called."""
+        if self._sock.fileno() >= 0:
+            self._close()
+
+    def _close(self) -> None:
+        self._timer.cancel()
+        self._poller.forget(self._fd)
+        self._sock.close()
+
+    def _end(
+        self, data: bytes | None, scan: ResponseScan | None, error: UpstreamError | None
+    ) -> None:
+        self._close()
+        self._done(data, scan, error)
 
 
 async def udp_exchange(
     server: HostPort, query: bytes, question: bytes, timeout: float
 ) -> tuple[bytes, ResponseScan]:
     loop = asyncio.get_running_loop()
-    msg_id = int.from_bytes(query[:2], "big")
-    family = socket.AF_INET6 if server.family_v6 else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_DGRAM | _NONBLOCK)
+    waiter: asyncio.Future[tuple[bytes, ResponseScan]] = loop.create_future()
+
+    def done(data: bytes | None, scan: ResponseScan | None, error: UpstreamError | None) -> None:
+        if waiter.done():
+            return
+        if error is not None:
+            waiter.set_exception(error)
+        else:
+            assert data is not None and scan is not None
+            waiter.set_result((data, scan))
+
+    exchange = UdpTry(server, query, question, timeout, loop, done)
     try:
-        if not _NONBLOCK:
-            sock.setblocking(False)
-        try:
-            sock.connect((server.host, server.port))
-            sock.send(query)
-        except OSError as exc:
-            raise UpstreamError(f"{server}: {exc.strerror or exc}") from None
-        done: asyncio.Future[tuple[bytes, ResponseScan]] = loop.create_future()
-
-        def on_readable() -> None:
-            while not done.done():
-                try:
-                    data = sock.recv(_MAX_MESSAGE)
-                except BlockingIOError:
-                    return
-                except OSError as exc:  # e.g. ICMP port unreachable
-                    done.set_exception(UpstreamError(f"{server}: {exc.strerror or exc}"))
-                    return
-                scan = _check_answer(data, msg_id, question)
-                if scan is not None:
-                    done.set_result((data, scan))
-                elif log.isEnabledFor(logging.DEBUG):
-                    log.debug("ignored a non-matching datagram from %s", server)
-
-        fd = sock.fileno()
-        poller = _poller(loop)
-        poller.watch(fd, on_readable)
-        timer = loop.call_later(timeout, _UdpTimeout(server, timeout), done)
-        try:
-            return await done
-        finally:
-            timer.cancel()
-            poller.forget(fd)
+        return await waiter
     finally:
-        sock.close()
+        exchange.cancel()
 
 
 async def tcp_exchange(
@@ -657,22 +699,76 @@ class UpstreamGroup:
         # Dead servers are still tried last: better a slow answer than none at all.
         return alive + [s for s in self.servers if s not in alive]
 
-    async def forward(self, q: Query) -> UpstreamAnswer:
+    def start(
+        self, q: Query, done: Callable[[UpstreamAnswer | None, FirstTry | None], None]
+    ) -> bool:
+        """Make q's first try without a task: plain UDP to the first server, by callbacks.
+
+        done(answer, None) when it settles the query; done(None, first) when it does not
+        (no answer, truncated, SERVFAIL or REFUSED), and then forward(q, first) goes on
+        exactly where a forward(q) would have. False, and no call, when the first server
+        speaks TLS: forward() does it all then.
+        """
+        server = self.servers[0] if not self._dead_until else self._order()[0]
+        if server.tls:
+            return False
+        started = time.perf_counter()
+
+        def finished(
+            data: bytes | None, scan: ResponseScan | None, error: UpstreamError | None
+        ) -> None:
+            if error is not None:
+                self._failed(server, error, started)
+                done(None, FirstTry(server, started, str(error)))
+                return
+            assert data is not None and scan is not None
+            if scan.flags & _TC:
+                done(None, FirstTry(server, started, ""))
+                return
+            self._answered(server, scan, started)
+            if scan.rcode in _UNHELPFUL:
+                done(None, FirstTry(server, started, _unhelpful(server, scan.rcode)))
+                return
+            done(UpstreamAnswer(data, scan, server.name), None)
+
+        query = upstream_query(q, random_id())
+        question = q.wire[HEADER_LEN : q.question_end]
+        timeout = server.timeout or self.timeout
+        loop = asyncio.get_running_loop()
+        try:
+            UdpTry(server.address, query, question, timeout, loop, finished)
+        except UpstreamError as exc:
+            finished(None, None, exc)
+        return True
+
+    async def forward(self, q: Query, first: FirstTry | None = None) -> UpstreamAnswer:
+        """Ask the servers in turn until one answers; first: how start() began it."""
         question = q.wire[HEADER_LEN : q.question_end]
 
         def query() -> bytes:
             return upstream_query(q, random_id())
 
         failures: list[str] = []
-        for server in self._order():
+        servers = self._order()
+        truncated_at = None  #: the start of a try whose UDP answer was truncated
+        if first is not None:
+            servers.remove(first.server)
+            if first.failure:
+                failures.append(first.failure)
+            else:
+                servers.insert(0, first.server)
+                truncated_at = first.started
+        for server in servers:
             try:
-                data, scan = await self._try(server, query, question)
+                data, scan = await self._try(server, query, question, truncated_at)
             except UpstreamError as exc:
                 failures.append(str(exc))
                 continue
+            finally:
+                truncated_at = None
             if scan.rcode in _UNHELPFUL:
                 # The server is alive but could not help; another one may.
-                failures.append(f"{server.name}: {Rcode(scan.rcode).name}")
+                failures.append(_unhelpful(server, scan.rcode))
                 continue
             return UpstreamAnswer(data, scan, server.name)
         raise UpstreamError("; ".join(failures))
@@ -693,31 +789,57 @@ class UpstreamGroup:
                 await self._try(server, query, question)
 
     async def _try(
-        self, server: UpstreamServer, query: Callable[[], bytes], question: bytes
+        self,
+        server: UpstreamServer,
+        query: Callable[[], bytes],
+        question: bytes,
+        truncated_at: float | None = None,
     ) -> tuple[bytes, ResponseScan]:
         """One exchange with one server (UDP, then TCP if truncated), counted and timed.
 
-        Each call of query() makes a fresh message with a fresh random ID.
+        Each call of query() makes a fresh message with a fresh random ID. truncated_at:
+        the UDP part already happened at that time (start()) and was truncated.
         """
         timeout = server.timeout or self.timeout
-        started = time.perf_counter()
+        started = time.perf_counter() if truncated_at is None else truncated_at
         try:
             if server.tls:
                 data, scan = await self.tls_pools[server].exchange(query(), question, timeout)
+            elif truncated_at is not None:
+                data, scan = await tcp_exchange(server.address, query(), question, timeout)
             else:
                 data, scan = await udp_exchange(server.address, query(), question, timeout)
                 if scan.flags & _TC:
                     data, scan = await tcp_exchange(server.address, query(), question, timeout)
         except UpstreamError as exc:
-            self._dead_until[server] = self._clock() + self.dead_time
-            outcome = "timeout" if isinstance(exc, UpstreamTimeout) else "error"
-            self.stats.observe(server.name, outcome, time.perf_counter() - started, False)
-            log.debug("upstream failed: %s", exc)
+            self._failed(server, exc, started)
             raise
-        self._dead_until.pop(server, None)
+        self._answered(server, scan, started)
+        return data, scan
+
+    def _failed(self, server: UpstreamServer, exc: UpstreamError, started: float) -> None:
+        self._dead_until[server] = self._clock() + self.dead_time
+        outcome = "timeout" if isinstance(exc, UpstreamTimeout) else "error"
+        self.stats.observe(server.name, outcome, time.perf_counter() - started, False)
+        log.debug("upstream failed: %s", exc)
+
+    def _answered(self, server: UpstreamServer, scan: ResponseScan, started: float) -> None:
+        if self._dead_until:
+            self._dead_until.pop(server, None)
         elapsed = time.perf_counter() - started
         self.stats.observe(server.name, _rcode_name(scan.rcode), elapsed, True)
-        return data, scan
+
+
+class FirstTry(NamedTuple):
+    """A first try made by UpstreamGroup.start() that did not settle its query."""
+
+    server: UpstreamServer
+    started: float  #: perf_counter() when it began
+    failure: str  #: why it failed; "" when the answer was truncated (TCP comes next)
+
+
+def _unhelpful(server: UpstreamServer, rcode: int) -> str:
+    return f"{server.name}: {_rcode_name(rcode)}"
 
 
 #: rcodes after which another server is tried, as plain ints (IntEnum compares cost more)

@@ -1,0 +1,128 @@
+"""dnsfilter.upstream.UpstreamGroup: a first try by callbacks (start), then forward(q, first).
+
+In-process against ScriptedUpstream on loopback: the split between the callback-driven first
+UDP try and the coroutine that goes on from it must ask each server exactly what a plain
+forward(q) would have asked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import pytest
+
+from dnsfilter.config import UpstreamServer, parse_host_port
+from dnsfilter.errors import UpstreamError
+from dnsfilter.metrics import UpstreamStats
+from dnsfilter.upstream import FirstTry, UpstreamAnswer, UpstreamGroup
+from dnsfilter.wire import QType, Query, Transport, make_query, parse_query
+from tests.fakes import ScriptedUpstream
+
+TIMEOUT = 0.3
+pytestmark = pytest.mark.asyncio
+
+
+@pytest.fixture
+def first() -> Iterator[ScriptedUpstream]:
+    with ScriptedUpstream() as upstream:
+        upstream.add("www.example.test", "A", "192.0.2.1")
+        yield upstream
+
+
+@pytest.fixture
+def second() -> Iterator[ScriptedUpstream]:
+    with ScriptedUpstream() as upstream:
+        upstream.add("www.example.test", "A", "192.0.2.2")
+        yield upstream
+
+
+def _server(upstream: ScriptedUpstream) -> UpstreamServer:
+    return UpstreamServer(parse_host_port(upstream.address, 53))
+
+
+def _query(name: str = "www.example.test") -> Query:
+    return parse_query(make_query(name, QType.A, 4321), ("127.0.0.1", 5353), Transport.UDP)
+
+
+async def _start(group: UpstreamGroup, q: Query) -> tuple[UpstreamAnswer | None, FirstTry | None]:
+    outcome: asyncio.Future[tuple[UpstreamAnswer | None, FirstTry | None]]
+    outcome = asyncio.get_running_loop().create_future()
+    assert group.start(q, lambda answer, tried: outcome.set_result((answer, tried)))
+    return await asyncio.wait_for(outcome, 5)
+
+
+def _address(answer: UpstreamAnswer) -> bytes:
+    """The rdata of the answer's first record: which server answered (192.0.2.1 or .2)."""
+    record = answer.scan.records[0]
+    return answer.wire[record.rdata_start : record.end]
+
+
+async def test_first_try_answers_without_forward(first: ScriptedUpstream) -> None:
+    stats = UpstreamStats()
+    group = UpstreamGroup([_server(first)], TIMEOUT, 30, stats=stats)
+    answer, tried = await _start(group, _query())
+    assert tried is None and answer is not None
+    assert _address(answer) == bytes([192, 0, 2, 1])
+    assert [c.transport for c in first.calls] == ["udp"]
+    assert stats.requests == {(first.address, "NOERROR"): 1}
+
+
+async def test_truncated_first_try_goes_on_over_tcp_only(first: ScriptedUpstream) -> None:
+    first.truncate()
+    stats = UpstreamStats()
+    group = UpstreamGroup([_server(first)], TIMEOUT, 30, stats=stats)
+    q = _query()
+    answer, tried = await _start(group, q)
+    assert answer is None and tried is not None and tried.failure == ""
+    answer = await group.forward(q, tried)
+    assert _address(answer) == bytes([192, 0, 2, 1])
+    # One UDP query (start) and one TCP query (forward): no second UDP try.
+    assert [c.transport for c in first.calls] == ["udp", "tcp"]
+    assert stats.requests == {(first.address, "NOERROR"): 1}
+
+
+async def test_silent_first_server_is_not_asked_again(
+    first: ScriptedUpstream, second: ScriptedUpstream
+) -> None:
+    first.drop()
+    stats = UpstreamStats()
+    group = UpstreamGroup([_server(first), _server(second)], TIMEOUT, 30, stats=stats)
+    q = _query()
+    answer, tried = await _start(group, q)
+    assert answer is None and tried is not None and "no answer over UDP" in tried.failure
+    answer = await group.forward(q, tried)
+    assert _address(answer) == bytes([192, 0, 2, 2])
+    assert len(first.calls) == 1 and len(second.calls) == 1
+    assert stats.requests == {(first.address, "timeout"): 1, (second.address, "NOERROR"): 1}
+    # Dead for dead_time: the next query starts with the second server.
+    answer, tried = await _start(group, _query())
+    assert tried is None and answer is not None and answer.server == second.address
+
+
+async def test_servfail_first_then_every_server_fails(
+    first: ScriptedUpstream, second: ScriptedUpstream
+) -> None:
+    first.servfail()
+    second.drop()
+    group = UpstreamGroup([_server(first), _server(second)], TIMEOUT, 30)
+    q = _query()
+    answer, tried = await _start(group, q)
+    assert answer is None and tried is not None
+    assert tried.failure == f"{first.address}: SERVFAIL"
+    with pytest.raises(UpstreamError) as failed:
+        await group.forward(q, tried)
+    # Both failures, in the order a plain forward() reports them; each server asked once.
+    assert str(failed.value).startswith(f"{first.address}: SERVFAIL; {second.address}: ")
+    assert len(first.calls) == 1 and len(second.calls) == 1
+
+
+async def test_unreachable_first_server_fails_at_once(second: ScriptedUpstream) -> None:
+    with ScriptedUpstream() as gone:
+        closed = _server(gone)
+    group = UpstreamGroup([closed, _server(second)], 2.0, 30)
+    q = _query()
+    answer, tried = await asyncio.wait_for(_start(group, q), 1.5)  # ICMP, not the timeout
+    assert answer is None and tried is not None and tried.failure
+    answer = await group.forward(q, tried)
+    assert _address(answer) == bytes([192, 0, 2, 2])
