@@ -241,12 +241,13 @@ class Resolver:
         on_reply: Callable[[Reply], None],
         on_fallback: Callable[[FirstTry | None], None],
     ) -> None:
-        """Begin resolving without a task where that is the whole story: no stale entry to
-        weigh, and a first server reached over plain UDP (UpstreamGroup.start). The reply
-        goes to on_reply; whatever needs more (failover, TCP, TLS, stale answers) goes to
-        on_fallback, which must run resolve(q, verdict, first) with what was tried."""
+        """Begin resolving without a task where that is the whole story: no expired entry
+        to weigh (serve-stale), and a first server reached over plain UDP
+        (UpstreamGroup.start). The reply goes to on_reply; whatever needs more (failover,
+        TCP, TLS, stale answers) goes to on_fallback, which must run
+        resolve(q, verdict, first) with what was tried."""
         upstream = self.router.upstream_for(q.qname)
-        if self.stale_ttl or type(upstream) is not UpstreamGroup:
+        if type(upstream) is not UpstreamGroup or self._has_stale(q):
             on_fallback(None)
             return
         policy = self.policy
@@ -263,6 +264,15 @@ class Resolver:
 
         if not upstream.start(q, done):
             on_fallback(None)
+
+    def _has_stale(self, q: Query) -> bool:
+        """Whether an expired entry for q may still be served (resolve() weighs it)."""
+        if not self.stale_ttl:
+            return False
+        assert self.cache is not None
+        now = self.clock()
+        stale = self.cache.get_stale(CacheKey(q.qname, q.qtype, q.qclass, q.do, q.cd), now)
+        return stale is not None and now >= stale.expires_at
 
     async def resolve(self, q: Query, verdict: Verdict, first: FirstTry | None = None) -> Reply:
         """Answer a query that answer_now could not: forward it and cache the answer.
@@ -284,7 +294,7 @@ class Resolver:
         #    inspect and cache the answer (_fetch).
         try:
             if stale is not None and self.stale_client_timeout > 0:
-                fetched = await self._fetch_or_stale(q, policy, stale)
+                fetched = await self._fetch_or_stale(q, policy, stale, first)
                 if fetched is None:
                     return self._stale(q, verdict, stale)
             else:
@@ -356,11 +366,11 @@ class Resolver:
         return answer, inspection, entry, now
 
     async def _fetch_or_stale(
-        self, q: Query, policy: Policy, stale: CacheEntry
+        self, q: Query, policy: Policy, stale: CacheEntry, first: FirstTry | None
     ) -> tuple[UpstreamAnswer, Inspection | None, CacheEntry | None, float] | None:
         """_fetch, or None after stale_client_timeout: the stale entry answers meanwhile and
         the resolution goes on in the background, refreshing the cache when it succeeds."""
-        task = asyncio.get_running_loop().create_task(self._fetch(q, policy))
+        task = asyncio.get_running_loop().create_task(self._fetch(q, policy, first))
         self._in_background(task)  # held (and cancelled by close()) whatever this query does
         waiting = True
 

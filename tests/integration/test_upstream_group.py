@@ -12,9 +12,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from dnsfilter.config import UpstreamServer, parse_host_port
+from dnsfilter.cache import AnswerCache, TtlPolicy
+from dnsfilter.config import UpstreamServer, parse_config, parse_host_port
 from dnsfilter.errors import UpstreamError
 from dnsfilter.metrics import UpstreamStats
+from dnsfilter.policy import build_policy
+from dnsfilter.resolver import Resolver, ZoneRouter
 from dnsfilter.upstream import FirstTry, UpstreamAnswer, UpstreamGroup
 from dnsfilter.wire import QType, Query, Transport, make_query, parse_query
 from tests.fakes import ScriptedUpstream
@@ -126,3 +129,42 @@ async def test_unreachable_first_server_fails_at_once(second: ScriptedUpstream) 
     assert answer is None and tried is not None and tried.failure
     answer = await group.forward(q, tried)
     assert _address(answer) == bytes([192, 0, 2, 2])
+
+
+async def test_resolver_starts_by_callbacks_unless_an_expired_entry_waits(
+    first: ScriptedUpstream,
+) -> None:
+    """Serve-stale on (the default): a name with nothing expired in the cache takes the
+    callback path; one with an expired entry goes to resolve(), which weighs it."""
+    config = parse_config(
+        "networks: {lan: [127.0.0.0/8]}\npolicies: {p: {networks: [lan], lists: []}}\n",
+        "cfg.yaml",
+        None,
+    )
+    now = [1000.0]
+    group = UpstreamGroup([_server(first)], TIMEOUT, 30)
+    resolver = Resolver(
+        build_policy(config, []),
+        ZoneRouter(group, {}),
+        AnswerCache(100, TtlPolicy(0, 86400, 3600), stale_max_age=3600),
+        clock=lambda: now[0],
+        groups=[group],
+        stale_ttl=30,
+    )
+
+    async def start(q: Query) -> str:
+        outcome: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        verdict = resolver.policy.decide("127.0.0.1", q.qname)
+        resolver.start(
+            q,
+            verdict,
+            lambda reply: outcome.set_result(reply.kind.value),
+            lambda tried: outcome.set_result("fallback"),
+        )
+        return await asyncio.wait_for(outcome, 5)
+
+    assert await start(_query()) == "forwarded"
+    assert len(first.calls) == 1
+    now[0] += 301  # the scripted answer's TTL is 300: expired, still within stale_max_age
+    assert await start(_query()) == "fallback"
+    assert len(first.calls) == 1  # the fallback asked nothing yet: resolve() will
