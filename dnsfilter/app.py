@@ -19,6 +19,7 @@ from dnsfilter.httpserver import StatusServer
 from dnsfilter.lists import HostResolver, ListSource, list_sources, resolve_list_path
 from dnsfilter.lists.model import BlockList
 from dnsfilter.lists.refresh import ListRefresher
+from dnsfilter.loading import release_memory
 from dnsfilter.metrics import Metrics
 from dnsfilter.policy import build_policy
 from dnsfilter.privileges import drop_privileges, resolve_account
@@ -104,7 +105,14 @@ class Reloading:
         """
         if self.loader is None:
             return False
-        loader = self.loader
+        try:
+            return await self._reload(reason, self.loader)
+        finally:
+            # The parsed lists are garbage now (about 100 MB for a million names), and glibc
+            # keeps freed heap for itself unless asked to return it.
+            await asyncio.to_thread(release_memory)
+
+    async def _reload(self, reason: str, loader: Loader) -> bool:
         async with self._reload_lock:
             started = time.monotonic()
             try:
