@@ -40,6 +40,10 @@ _AA = 0x0400
 _RD = 0x0100
 _CLASS_IN = 1
 _TYPE_A = int(QType.A)  # a plain int: comparing with the enum member costs a lookup a query
+_TYPE_SOA = int(QType.SOA)
+_NOERROR = int(Rcode.NOERROR)
+_NXDOMAIN = int(Rcode.NXDOMAIN)
+_CACHEABLE_RCODES = frozenset((_NOERROR, _NXDOMAIN))
 
 #: A cache key: the name alone for IN A without DO or CD, (name, qtype) for other IN
 #: questions without DO or CD, else every field. The three shapes never compare equal, so
@@ -251,15 +255,17 @@ def make_passthrough(wire: bytes, scan: ResponseScan, now: float) -> CacheEntry:
 def _build_entry(
     wire: bytes, scan: ResponseScan, now: float, policy: TtlPolicy, cacheable: bool
 ) -> CacheEntry | None:
+    records = scan.records
     rcode = scan.rcode
-    negative = rcode == Rcode.NXDOMAIN or (
-        rcode == Rcode.NOERROR and not any(r.section == 1 for r in scan.records)
+    # Records come in section order: an answer, if any, is the first one.
+    negative = rcode == _NXDOMAIN or (
+        rcode == _NOERROR and (not records or records[0].section != 1)
     )
     if cacheable:
-        if scan.flags & _TC or rcode not in (Rcode.NOERROR, Rcode.NXDOMAIN):
+        if scan.flags & _TC or rcode not in _CACHEABLE_RCODES:
             return None
         if negative:
-            soa = next((r for r in scan.records if r.section == 2 and r.rtype == QType.SOA), None)
+            soa = next((r for r in records if r.section == 2 and r.rtype == _TYPE_SOA), None)
             if soa is None:
                 return None
             try:
@@ -267,35 +273,55 @@ def _build_entry(
             except FormatError:  # an SOA too short to hold a MINIMUM: forward, do not cache
                 return None
             cap = min(soa.ttl, minimum, policy.negative_max_ttl)
-            ttls = [min(r.ttl, cap) for r in scan.records]
+            ttls = [min(r.ttl, cap) for r in records]
         else:
-            ttls = [min(max(r.ttl, policy.min_ttl), policy.max_ttl) for r in scan.records]
+            low, high = policy.min_ttl, policy.max_ttl
+            ttls = [min(max(r.ttl, low), high) for r in records]
         lifetime = min(ttls, default=0)
         if lifetime <= 0:
             return None
     else:
-        ttls = [r.ttl for r in scan.records]
+        ttls = [r.ttl for r in records]
         lifetime = 0
 
     counts = [0, 0, 0]
-    parts: list[bytes] = []
     offsets: list[int] = []
-    length = 0
-    for ref in scan.records:
-        counts[ref.section - 1] += 1
-        offsets.append(length + ref.ttl_offset - ref.start)
-        parts.append(wire[ref.start : ref.end])
-        length += ref.end - ref.start
-    body = bytearray().join(parts)
-    # The stored body carries the clamped TTLs: at age 0 it is its own rendering, and the
-    # TTLs need no tuple of their own.
-    for offset, ttl in zip(offsets, ttls, strict=True):
-        _U32.pack_into(body, offset, ttl)
+    opt = scan.opt
+    if records and (opt is None or opt.start >= records[-1].end):
+        # The usual shape: the records sit back to back (the OPT, if any, after them), so
+        # the body is one slice, and only TTLs that a clamp changed need writing.
+        base = records[0].start
+        clamped = False
+        for ref, ttl in zip(records, ttls, strict=True):
+            counts[ref.section - 1] += 1
+            offsets.append(ref.ttl_offset - base)
+            clamped = clamped or ttl != ref.ttl
+        body = wire[base : records[-1].end]
+        if clamped:
+            body = _with_ttls(body, offsets, ttls)
+    else:
+        parts: list[bytes] = []
+        length = 0
+        for ref in records:
+            counts[ref.section - 1] += 1
+            offsets.append(length + ref.ttl_offset - ref.start)
+            parts.append(wire[ref.start : ref.end])
+            length += ref.end - ref.start
+        body = _with_ttls(b"".join(parts), offsets, ttls)
     flags = (scan.flags & ~(_AA | _RD | 0xF)) | (rcode & 0xF)
     layout = _shared(Layout(flags, counts[0], counts[1], counts[2], tuple(offsets)))
+    # The stored body carries the clamped TTLs: at age 0 it is its own rendering, and the
+    # TTLs need no tuple of their own.
     if lifetime == 0:
-        return CacheEntry(layout, bytes(body), now, now)
-    return CacheEntry(layout, bytes(body), now, now + lifetime * PREFETCH_WINDOW)
+        return CacheEntry(layout, body, now, now)
+    return CacheEntry(layout, body, now, now + lifetime * PREFETCH_WINDOW)
+
+
+def _with_ttls(body: bytes, offsets: list[int], ttls: list[int]) -> bytes:
+    patched = bytearray(body)
+    for offset, ttl in zip(offsets, ttls, strict=True):
+        _U32.pack_into(patched, offset, ttl)
+    return bytes(patched)
 
 
 #: An eviction sweep frees this fraction of max_entries at once (at most _MAX_SWEEP), so the

@@ -809,3 +809,22 @@ def test_resolver_state_kept_on_the_entry() -> None:
     entry.stale_until = NOW + 30
     assert (entry.late_hits, entry.prefetching, entry.stale_until) == (2, True, NOW + 30)
     assert served_ttls(render(entry, NOW + 5)) == [95]
+
+
+def test_opt_between_additional_records_is_left_out() -> None:
+    """An OPT that is not the last record (legal, if unusual): the body is put together
+    from the records around it, and serves the same reply as the usual order."""
+    usual = _WITH_GLUE_AND_OPT
+    scan = scan_response(usual)
+    assert scan.opt is not None
+    glue = scan.records[-1]
+    assert glue.end == scan.opt.start  # dnslib writes the OPT last
+    moved = (
+        usual[: glue.start]
+        + usual[scan.opt.start : scan.opt.end]
+        + usual[glue.start : glue.end]
+        + usual[scan.opt.end :]
+    )
+    assert len(moved) == len(usual) and scan_response(moved).opt is not None
+    for opt in (b"", opt_record(True)):
+        assert render(cached(moved), NOW + 2, opt) == render(cached(usual), NOW + 2, opt)
