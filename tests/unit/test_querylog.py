@@ -778,3 +778,21 @@ def test_writers_satisfy_the_protocol(tmp_path: Path) -> None:
     writers: list[AuditWriter] = [SqliteWriter(tmp_path / "a.sqlite3"), JsonlWriter("-")]
     for writer in writers:
         writer.close()
+
+
+@pytest.mark.parametrize("count", [1, 49, 50, 51, 123, 250])
+def test_sqlite_batches_store_every_row_in_order(tmp_path: Path, count: int) -> None:
+    """Rows go 50 to a statement and the rest one by one: every count lands whole."""
+    writer = SqliteWriter(tmp_path / "audit.sqlite3")
+    rows = [
+        (T0 + i, f"10.0.{i // 256}.{i % 256}", "lan", f"n{i}.example", 1 + i % 2, "blocked",
+         "apps", "social", "null", "")
+        for i in range(count)
+    ]  # fmt: skip
+    writer.write(rows)
+    stored = writer.db.execute(
+        "SELECT time, client, network, qname, qtype, result, list, category, action,"
+        " destination FROM events ORDER BY id"
+    ).fetchall()
+    writer.close()
+    assert stored == rows
