@@ -378,6 +378,8 @@ class Policy:
         self.inspects = any(r.cname_mask or r.address_mask for r in rules.values())
         self._allow = {name: Verdict(Action.ALLOW, rule) for name, rule in rules.items()}
         self._allow_by_client: dict[str, Verdict] = {}
+        #: Every network enforces the same lists: a name allowed for one is allowed for all.
+        self.uniform = len({rule.mask for rule in rules.values()}) <= 1
         self._overrides = table.has_overrides
 
     def blocked_answer(self, rule: Rule, inspection: Inspection) -> Verdict | None:
@@ -418,9 +420,16 @@ class Policy:
         return Inspection(cname_bits, address_bits, triggers)
 
     def decide(self, client_address: str, qname: str) -> Verdict:
+        return self.judge(self.client_verdict(client_address), qname)
+
+    def client_verdict(self, client_address: str) -> Verdict:
+        """The ALLOW verdict of the client's network, or REFUSE outside every network."""
         allow = self._allow_by_client.get(client_address)
-        if allow is None:
-            allow = self._client_verdict(client_address)
+        return allow if allow is not None else self._client_verdict(client_address)
+
+    def judge(self, allow: Verdict, qname: str) -> Verdict:
+        """What client_verdict's verdict becomes for qname: BLOCK if a list of the
+        network's policy has it, else allow itself (REFUSE stays REFUSE)."""
         rule = allow.rule
         if rule is None:
             return REFUSE

@@ -27,7 +27,7 @@ from dnsfilter.config import Config, HostPort, UpstreamServer, read_resolv_conf
 from dnsfilter.errors import ConfigError, UpstreamError
 from dnsfilter.lists.model import BlockList
 from dnsfilter.metrics import UpstreamStats
-from dnsfilter.policy import Action, Inspection, Policy, Verdict, build_policy
+from dnsfilter.policy import REFUSE, Action, Inspection, Policy, Verdict, build_policy
 from dnsfilter.upstream import FirstTry, Upstream, UpstreamAnswer, UpstreamGroup
 from dnsfilter.wire import (
     CLASS_IN,
@@ -68,7 +68,6 @@ class Reply(NamedTuple):
 
 # Module constants and tuple.__new__: the answer_now path runs for every query, and
 # enum attribute lookups and NamedTuple.__new__ cost as much as the work itself.
-_REFUSE = Action.REFUSE
 _BLOCK = Action.BLOCK
 _BLOCKED = ReplyKind.BLOCKED
 _CACHED = ReplyKind.CACHED
@@ -143,41 +142,55 @@ class Resolver:
 
     def answer_now(self, q: Query) -> Reply | Verdict:
         """A reply when no network is needed; else the ALLOW verdict to hand to resolve()."""
+        policy = self.policy
+        cache = self.cache
         # 1. Policy: the client's network picks its lists; outside every network, REFUSED,
         #    so the resolver is never open to the world.
-        verdict = self.policy.decide(q.client[0], q.qname)
-        action = verdict.action
-        if action is _REFUSE:
+        allow = policy.client_verdict(q.client[0])
+        if allow is REFUSE:
             ede = _PROHIBITED if q.edns else b""
-            return Reply(build_reply(q, Rcode.REFUSED, ede=ede), ReplyKind.REFUSED, verdict)
-        # 2. Blocklists: a blocked name is answered from the policy's mode, never forwarded.
-        if action is _BLOCK:
+            return Reply(build_reply(q, Rcode.REFUSED, ede=ede), ReplyKind.REFUSED, allow)
+        # 2. Cache, first when every network enforces the same lists: an entry was allowed
+        #    when it was fetched and a reload empties the cache, so a hit needs no list walk.
+        if cache is not None and policy.uniform:
+            cached = self._cached(q, allow, cache)
+            if cached is not None:
+                return cached
+        # 3. Blocklists: a blocked name is answered from the policy's mode, never forwarded.
+        verdict = policy.judge(allow, q.qname)
+        if verdict.action is _BLOCK:
             return self._blocked(q, verdict)
-        # 2b. ANY (RFC 8482): one synthetic HINFO, never forwarded. ANY is the favourite query
+        # 3b. ANY (RFC 8482): one synthetic HINFO, never forwarded. ANY is the favourite query
         #     of reflection attacks and no client can rely on it listing every type anyway.
         if q.qtype == _ANY and q.qclass == CLASS_IN:
             wire = build_reply(q, Rcode.NOERROR, _ANY_HINFO, 1)
             return Reply(truncate_for(q, wire), ReplyKind.MINIMAL, verdict)
-        # 3. Cache: a fresh entry is served with its TTLs counted down.
-        cache = self.cache
-        if cache is not None:
-            now = self.clock()
-            entry = cache.get(CacheKey(q.qname, q.qtype, q.qclass, q.do, q.cd), now)
-            if entry is not None:
-                # In its last tenth of life a popular entry is refreshed in the background.
-                if now >= entry.prefetch_at and self.prefetch_min_hits:
-                    self._late_hit(q, entry)
-                # The answer was inspected when it was cached; this client's policy decides.
-                if entry.inspection is not None and verdict.rule is not None:
-                    blocked = self.policy.blocked_answer(verdict.rule, entry.inspection)
-                    if blocked is not None:
-                        return self._blocked(q, blocked)
-                opt = opt_record(q.do) if q.edns else b""
-                wire = entry.reply(q.id, q.flags, q.wire[HEADER_LEN : q.question_end], opt, now)
-                if len(wire) > q.max_size:
-                    wire = truncate_for(q, wire)
-                return _new_tuple(Reply, (wire, _CACHED, verdict))
+        # 4. Cache, when networks differ in their lists: only now is the name allowed here.
+        if cache is not None and not policy.uniform:
+            cached = self._cached(q, verdict, cache)
+            if cached is not None:
+                return cached
         return verdict
+
+    def _cached(self, q: Query, verdict: Verdict, cache: AnswerCache) -> Reply | None:
+        """A fresh entry, served with its TTLs counted down; None when there is none."""
+        now = self.clock()
+        entry = cache.get(CacheKey(q.qname, q.qtype, q.qclass, q.do, q.cd), now)
+        if entry is None:
+            return None
+        # In its last tenth of life a popular entry is refreshed in the background.
+        if now >= entry.prefetch_at and self.prefetch_min_hits:
+            self._late_hit(q, entry)
+        # The answer was inspected when it was cached; this client's policy decides.
+        if entry.inspection is not None and verdict.rule is not None:
+            blocked = self.policy.blocked_answer(verdict.rule, entry.inspection)
+            if blocked is not None:
+                return self._blocked(q, blocked)
+        opt = opt_record(q.do) if q.edns else b""
+        wire = entry.reply(q.id, q.flags, q.wire[HEADER_LEN : q.question_end], opt, now)
+        if len(wire) > q.max_size:
+            wire = truncate_for(q, wire)
+        return _new_tuple(Reply, (wire, _CACHED, verdict))
 
     def _late_hit(self, q: Query, entry: CacheEntry) -> None:
         """Count a hit near expiry; the prefetch_min_hits-th starts one refresh of the entry."""
