@@ -50,6 +50,7 @@ _TCP_BACKLOG = 128
 _TCP_PIPELINE = 32  #: queries one TCP connection may have in flight at once
 _RATELIMITED = ede_option(EdeCode.OTHER, "rate limited")
 _BLOCKED: str = ReplyKind.BLOCKED._value_
+_new_tuple = tuple.__new__
 
 
 class ListenError(Exception):
@@ -227,8 +228,10 @@ class QueryHandler:
         action = ""
         if kind == _BLOCKED and verdict.rule is not None:
             action = (verdict.mode or verdict.rule.answers.mode)._value_
-        self.audit.record(
-            AuditEvent(
+        # tuple.__new__: the NamedTuple's own __new__ costs as much again, per blocked query.
+        event: AuditEvent = _new_tuple(
+            AuditEvent,
+            (
                 time(),
                 q.client[0],
                 network,
@@ -238,8 +241,10 @@ class QueryHandler:
                 verdict.list_name,
                 verdict.category._value_ if verdict.list_name else "",
                 action,
-            )
+                "",  # destination: only bypass events have one
+            ),
         )
+        self.audit.record(event)
 
     def _count_bad(
         self,
