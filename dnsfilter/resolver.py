@@ -152,17 +152,23 @@ class Resolver:
             return Reply(build_reply(q, Rcode.REFUSED, ede=ede), ReplyKind.REFUSED, allow)
         # 2. Cache, first when every network enforces the same lists: an entry was allowed
         #    when it was fetched and a reload empties the cache, so a hit needs no list walk.
-        if cache is not None and policy.uniform:
+        probed = cache is not None and policy.uniform
+        if probed:
+            assert cache is not None
             cached = self._cached(q, allow, cache)
             if cached is not None:
                 return cached
         # 3. Blocklists: a blocked name is answered from the policy's mode, never forwarded.
         verdict = policy.judge(allow, q.qname)
         if verdict.action is _BLOCK:
+            if probed:
+                self._not_a_miss()
             return self._blocked(q, verdict)
         # 3b. ANY (RFC 8482): one synthetic HINFO, never forwarded. ANY is the favourite query
         #     of reflection attacks and no client can rely on it listing every type anyway.
         if q.qtype == _ANY and q.qclass == CLASS_IN:
+            if probed:
+                self._not_a_miss()
             wire = build_reply(q, Rcode.NOERROR, _ANY_HINFO, 1)
             return Reply(truncate_for(q, wire), ReplyKind.MINIMAL, verdict)
         # 4. Cache, when networks differ in their lists: only now is the name allowed here.
@@ -171,6 +177,13 @@ class Resolver:
             if cached is not None:
                 return cached
         return verdict
+
+    def _not_a_miss(self) -> None:
+        """Take back the miss the early probe counted: the name is answered without the
+        cache, as it would have been before the lists were walked (dnsfilter_cache_misses
+        counts queries that need an upstream for want of a fresh entry)."""
+        assert self.cache is not None
+        self.cache.misses -= 1
 
     def _cached(self, q: Query, verdict: Verdict, cache: AnswerCache) -> Reply | None:
         """A fresh entry, served with its TTLs counted down; None when there is none."""
