@@ -1,8 +1,10 @@
 """The resolution chain: the one place that fixes the order of the stages.
 
 `answer_now` runs synchronously inside the datagram callback and answers everything that
-needs no network: refused clients, blocked names, cache hits. Only a miss reaches the
-asynchronous `resolve`, which forwards, caches and answers.
+needs no network: refused clients, blocked names, cache hits. A miss goes to `start`, which
+makes the first upstream try by callbacks, and from there, or directly when more is
+needed (failover, TCP, TLS, a stale entry), to the asynchronous `resolve`; both forward,
+cache and answer the same way.
 """
 
 from __future__ import annotations

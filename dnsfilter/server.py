@@ -1,10 +1,12 @@
 """The listeners: asyncio UDP and TCP on every configured address.
 
 A datagram is parsed and answered inside `datagram_received` whenever the answer needs no
-network (blocked, refused, cached, malformed); only a cache miss becomes a task, and the
-number of those in flight is capped: past the cap a query is dropped, as a full queue
-should drop rather than grow. Per-client limits (dnsfilter.ratelimit) are checked right
-after parsing: a client's query rate, and its share of the queries in flight.
+network (blocked, refused, cached, malformed). A UDP cache miss starts its first upstream
+try by callbacks (QueryHandler.forward) and becomes a task only if that try does not settle
+it; a TCP miss is a task. The number of misses in flight is capped: past the cap a query is
+dropped, as a full queue should drop rather than grow. Per-client limits
+(dnsfilter.ratelimit) are checked right after parsing: a client's query rate, and its share
+of the queries in flight.
 
 On close the listeners first stop accepting (new datagrams and TCP messages are ignored),
 then the queries in flight get up to server.shutdown_timeout to be answered.
