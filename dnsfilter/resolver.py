@@ -275,7 +275,7 @@ class Resolver:
         TCP, TLS, stale answers) goes to on_fallback, which must run
         resolve(q, verdict, first) with what was tried."""
         upstream = self.router.upstream_for(q.qname)
-        if type(upstream) is not UpstreamGroup or self._has_stale(q):
+        if type(upstream) is not UpstreamGroup or self._expired_entry(q, self.clock()):
             on_fallback(None)
             return
         policy = self.policy
@@ -293,14 +293,14 @@ class Resolver:
         if not upstream.start(q, done):
             on_fallback(None)
 
-    def _has_stale(self, q: Query) -> bool:
-        """Whether an expired entry for q may still be served (resolve() weighs it)."""
+    def _expired_entry(self, q: Query, now: float) -> CacheEntry | None:
+        """An expired entry for q that may still be served (RFC 8767); None when serve-stale
+        is off, or there is none, or it was refilled meanwhile (forward as for any miss)."""
         if not self.stale_ttl:
-            return False
+            return None
         assert self.cache is not None
-        now = self.clock()
         stale = self.cache.get_stale(CacheKey(q.qname, q.qtype, q.qclass, q.do, q.cd), now)
-        return stale is not None and now >= stale.expires_at
+        return stale if stale is not None and now >= stale.expires_at else None
 
     async def resolve(self, q: Query, verdict: Verdict, first: FirstTry | None = None) -> Reply:
         """Answer a query that answer_now could not: forward it and cache the answer.
@@ -309,15 +309,10 @@ class Resolver:
         policy = self.policy
         # 4. Stale entry (RFC 8767): an expired answer kept for when no upstream answers;
         #    after a failed refresh it is served at once for stale_ttl seconds.
-        stale = None
-        if self.stale_ttl:
-            assert self.cache is not None
-            now = self.clock()
-            stale = self.cache.get_stale(CacheKey(q.qname, q.qtype, q.qclass, q.do, q.cd), now)
-            if stale is not None and now < stale.expires_at:
-                stale = None  # refilled meanwhile: forward as for any miss
-            elif stale is not None and now < stale.stale_until:
-                return self._stale(q, verdict, stale)
+        now = self.clock()
+        stale = self._expired_entry(q, now)
+        if stale is not None and now < stale.stale_until:
+            return self._stale(q, verdict, stale)
         # 5. Forward: a conditional zone's own upstreams, else the default group; then
         #    inspect and cache the answer (_fetch).
         try:
