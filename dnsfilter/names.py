@@ -49,3 +49,27 @@ def suffixes(name: str) -> list[str]:
         out.append(name)
         dot = name.find(".")
     return out
+
+
+def plain_tail(name: str) -> str:
+    """The suffix of a presentation-form name that plain names can match: the labels after
+    its last escaped one ("" when that is the last label). List entries and forward zones
+    are plain, so they can only match a name at a suffix made of plain labels, and a dot
+    escaped inside a label (``weixin\\.qq\\.com``) must not count as a label boundary."""
+    tail = 0
+    escaped = False
+    i = 0
+    end = len(name)
+    while i < end:
+        char = name[i]
+        if char == "\\":
+            escaped = True
+            i += 4 if name[i + 1 : i + 2].isdigit() else 2
+        elif char == ".":
+            if escaped:
+                tail = i + 1
+                escaped = False
+            i += 1
+        else:
+            i += 1
+    return "" if escaped else name[tail:]

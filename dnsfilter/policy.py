@@ -20,6 +20,7 @@ from dnsfilter.config import RESERVED_NETWORK as NO_NETWORK
 from dnsfilter.config import Config, IPNetwork, PolicyConfig
 from dnsfilter.errors import FormatError
 from dnsfilter.lists.model import BlockList, Category, entries_with_modes, entry_names
+from dnsfilter.names import plain_tail
 from dnsfilter.wire import QType, ResponseScan, read_name
 
 _DNAME = 39
@@ -299,6 +300,10 @@ class DomainTable:
         first: str | None = None
         first_bits = excepted = 0
         more: list[tuple[str, int]] | None = None
+        if "\\" in qname:  # an escaped label: only the plain labels after it can match
+            qname = plain_tail(qname)
+            if not qname:
+                return None
         # _suffixes inlined: this runs for every query.
         labels = qname.count(".") + 1
         name = qname
@@ -336,6 +341,10 @@ class DomainTable:
         """Every list that blocks qname (after exceptions); 0 when the allowlist covers it."""
         get = self._table.get
         blocked = excepted = 0
+        if "\\" in qname:
+            qname = plain_tail(qname)
+            if not qname:
+                return 0
         name, tries = self._suffixes(qname)
         while tries > 0:
             bits = get(hash(name))

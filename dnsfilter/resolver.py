@@ -29,6 +29,7 @@ from dnsfilter.config import Config, HostPort, UpstreamServer, read_resolv_conf
 from dnsfilter.errors import ConfigError, UpstreamError
 from dnsfilter.lists.model import BlockList
 from dnsfilter.metrics import UpstreamStats
+from dnsfilter.names import plain_tail
 from dnsfilter.policy import REFUSE, Action, Inspection, Policy, Verdict, build_policy
 from dnsfilter.upstream import FirstTry, Upstream, UpstreamAnswer, UpstreamGroup
 from dnsfilter.wire import (
@@ -104,8 +105,9 @@ class ZoneRouter:
     def upstream_for(self, qname: str) -> Upstream:
         zones = self.zones
         if zones:
-            name = qname
-            while True:
+            # Zones are plain names: an escaped label's dots are no label boundaries.
+            name = plain_tail(qname) if "\\" in qname else qname
+            while name:
                 upstream = zones.get(name)
                 if upstream is not None:
                     return upstream

@@ -96,7 +96,10 @@ class Query(NamedTuple):
     wire: bytes
     id: int
     flags: int
-    qname: str  #: lowercased, without the trailing dot; "" is the root
+    #: presentation form (RFC 4343: lowercased, escaped where a label needs it), without
+    #: the trailing dot; "" is the root. One-to-one with the wire name: the key of the cache
+    #: and of the policy, and the only text of the name that logs and the audit log see.
+    qname: str
     qtype: int
     qclass: int
     question_end: int  #: offset just past the question section
@@ -157,7 +160,14 @@ def parse_query(
         raise FormatError("question name longer than 255 octets")
     question_end = pos + 5
     # Case folding is ASCII-only in DNS (RFC 4343), which is exactly what bytes.lower does.
-    qname = b".".join(labels).lower().decode("latin-1")
+    # Labels of letters, digits and the like join into the presentation form as they are;
+    # a label holding a dot, a backslash or a byte that is not printable is escaped, so no
+    # two names on the wire share a qname (cache key, in-flight key, policy match).
+    joined = b".".join(labels).lower()
+    if joined.translate(_MARK_SPECIAL).count(92) == len(labels) - 1:
+        qname = joined.decode("ascii")
+    else:
+        qname = name_text([label.lower() for label in labels])
 
     edns = do = False
     max_size = MAX_TCP_SIZE if transport is Transport.TCP else CLASSIC_UDP_SIZE
@@ -192,6 +202,28 @@ def parse_query(
 
 
 _new_tuple = tuple.__new__
+
+#: Bytes a label shows escaped in presentation form (RFC 1035 5.1, RFC 4343 2.1): the ones
+#: with a meaning in master files, as dnspython escapes them, and every byte outside
+#: printable ASCII (as \\DDD), so no control byte or newline reaches a log line.
+_ESCAPED = frozenset(b'"().;\\@$')
+#: Each byte of a label in presentation form.
+_BYTE_TEXT = tuple(
+    f"\\{chr(b)}" if b in _ESCAPED else chr(b) if 0x21 <= b <= 0x7E else f"\\{b:03d}"
+    for b in range(256)
+)
+#: Maps the joining dot and every byte that needs an escape to a backslash: a name needs
+#: none when the backslashes so made are exactly its joining dots.
+_MARK_SPECIAL = bytes(
+    0x5C if b == 0x2E or b in _ESCAPED or not 0x21 <= b <= 0x7E else b for b in range(256)
+)
+
+
+def name_text(labels: tuple[bytes, ...] | list[bytes]) -> str:
+    """The presentation form of a name's labels (as given; no case folding), without the
+    trailing dot: "" for the root. It is one-to-one: escaped labels never meet plain ones."""
+    table = _BYTE_TEXT
+    return ".".join("".join([table[b] for b in label]) for label in labels)
 
 
 def _find_opt(
@@ -242,7 +274,13 @@ def skip_name(data: bytes, pos: int) -> int:
 
 
 def read_name(data: bytes, pos: int) -> str:
-    """Decode the (possibly compressed) name at pos, lowercased and without a trailing dot."""
+    """Decode the (possibly compressed) name at pos in presentation form, as parse_query
+    spells a qname: lowercased, escaped where a label needs it, no trailing dot."""
+    return name_text(read_labels(data, pos))
+
+
+def read_labels(data: bytes, pos: int) -> tuple[bytes, ...]:
+    """The lowercased labels of the (possibly compressed) name at pos, root excluded."""
     labels: list[bytes] = []
     size = len(data)
     jumps = 0
@@ -252,7 +290,7 @@ def read_name(data: bytes, pos: int) -> str:
             raise FormatError("name runs past the end")
         length = data[pos]
         if length == 0:
-            return b".".join(labels).lower().decode("latin-1")
+            return tuple(label.lower() for label in labels)
         if length & 0xC0 == 0xC0:
             if pos + 2 > size:
                 raise FormatError("compression pointer runs past the end")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dnsfilter.names import InvalidName, normalize_domain, suffixes
+from dnsfilter.names import InvalidName, normalize_domain, plain_tail, suffixes
 
 _LABEL_63 = "a" * 63
 _LABEL_64 = "a" * 64
@@ -118,3 +118,20 @@ def test_invalid_name_is_a_value_error() -> None:
 )
 def test_suffixes(name: str, expected: list[str]) -> None:
     assert suffixes(name) == expected
+
+
+@pytest.mark.parametrize(
+    ("name", "tail"),
+    [
+        pytest.param("www.example.com", "www.example.com", id="plain-whole"),
+        pytest.param(r"weixin\.qq\.com", "", id="one-label-with-dots"),
+        pytest.param(r"x.weixin\.qq.com", "com", id="escaped-middle-label"),
+        pytest.param(r"evil\.label.weixin.qq.com", "weixin.qq.com", id="escaped-first-label"),
+        pytest.param(r"a\\.com", "com", id="escaped-backslash-then-dot"),
+        pytest.param(r"a\046b.c.d", "c.d", id="decimal-escape"),
+        pytest.param(r"a.b\\", "", id="last-label-escaped"),
+        pytest.param("", "", id="root"),
+    ],
+)
+def test_plain_tail(name: str, tail: str) -> None:
+    assert plain_tail(name) == tail

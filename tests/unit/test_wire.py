@@ -14,6 +14,7 @@ from typing import Any, cast
 import dns.edns
 import dns.flags
 import dns.message
+import dns.name
 import dns.opcode
 import dns.rcode
 import dns.rdatatype
@@ -1009,7 +1010,7 @@ _NAMES = header() + b"\x07Example\x03COM\x00" + b"\x03WWW\xc0\x0c" + b"\xc0\x19"
         pytest.param(
             header() + NAME_255, 12, ".".join("a" * n for n in (63, 63, 63, 61)), id="255-octets"
         ),
-        pytest.param(b"\x01\xc4\x01Z\x00", 0, "\xc4.z", id="only-ascii-folded"),
+        pytest.param(b"\x01\xc4\x01Z\x00", 0, "\\196.z", id="only-ascii-folded-high-escaped"),
     ],
 )
 def test_read_name(data: bytes, pos: int, name: str) -> None:
@@ -1111,3 +1112,47 @@ def test_soa_minimum_rejects_short_rdata() -> None:
     (soa,) = scan_response(data).records
     with pytest.raises(FormatError):
         soa_minimum(data, soa)
+
+
+# ---------------------------------------------------------------------------------------
+# Names are wire-form: a label may hold any byte, and the qname text is one-to-one with it
+
+
+def _question(*labels: bytes) -> bytes:
+    name = b"".join(bytes((len(label),)) + label for label in labels) + b"\x00"
+    return header() + name + b"\x00\x01\x00\x01"
+
+
+@pytest.mark.parametrize(
+    ("labels", "qname"),
+    [
+        pytest.param((b"www", b"Victim", b"test"), "www.victim.test", id="plain-lowercased"),
+        pytest.param((b"www.victim", b"test"), r"www\.victim.test", id="dot-in-label"),
+        pytest.param((b"WWW.Victim.TEST",), r"www\.victim\.test", id="one-label-folded"),
+        pytest.param((b"a\\b", b"test"), r"a\\b.test", id="backslash"),
+        pytest.param((b"a\x00b", b"test"), r"a\000b.test", id="nul"),
+        pytest.param((b"a\nb c",), r"a\010b\032c", id="newline-and-space"),
+        pytest.param((b"\xc4\xff",), r"\196\255", id="high-bytes-not-folded"),
+        pytest.param((b'q"();@$',), r"q\"\(\)\;\@\$", id="master-file-specials"),
+        pytest.param((), "", id="root"),
+    ],
+)
+def test_qname_is_the_escaped_presentation_form(labels: tuple[bytes, ...], qname: str) -> None:
+    q = parse_query(_question(*labels), CLIENT, Transport.UDP)
+    assert q.qname == qname
+    assert q.qname.isprintable()
+    # dnspython's presentation form of the same wire name agrees, case aside.
+    if labels:
+        assert dns.name.Name((*labels, b"")).to_text(omit_final_dot=True).lower() == qname
+
+
+@given(st.lists(st.binary(min_size=1, max_size=12), min_size=1, max_size=4))
+@settings(max_examples=400, deadline=None)
+def test_qnames_of_different_wire_names_differ(labels: list[bytes]) -> None:
+    """Two questions share a qname exactly when their wire names are equal, ASCII case aside."""
+    q = parse_query(_question(*labels), CLIENT, Transport.UDP)
+    joined = parse_query(_question(b".".join(labels)), CLIENT, Transport.UDP)
+    assert (q.qname == joined.qname) == (len(labels) == 1)
+    assert read_name(_question(*labels), 12) == q.qname
+    upper = parse_query(_question(*(label.upper() for label in labels)), CLIENT, Transport.UDP)
+    assert upper.qname == q.qname
