@@ -286,20 +286,28 @@ def _build_entry(
 
     counts = [0, 0, 0]
     offsets: list[int] = []
+    body: bytes | None = None
     opt = scan.opt
     if records and (opt is None or opt.start >= records[-1].end):
         # The usual shape: the records sit back to back (the OPT, if any, after them), so
-        # the body is one slice, and only TTLs that a clamp changed need writing.
-        base = records[0].start
+        # the body is one slice, and only TTLs that a clamp changed need writing. Not so
+        # when scrubbing left some out: then the records are copied one by one.
+        base = end = records[0].start
         clamped = False
         for ref, ttl in zip(records, ttls, strict=True):
+            if ref.start != end:
+                break
             counts[ref.section - 1] += 1
             offsets.append(ref.ttl_offset - base)
             clamped = clamped or ttl != ref.ttl
-        body = wire[base : records[-1].end]
-        if clamped:
-            body = _with_ttls(body, offsets, ttls)
-    else:
+            end = ref.end
+        else:
+            body = wire[base:end]
+            if clamped:
+                body = _with_ttls(body, offsets, ttls)
+    if body is None:
+        counts = [0, 0, 0]
+        offsets = []
         parts: list[bytes] = []
         length = 0
         for ref in records:

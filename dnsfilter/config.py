@@ -90,6 +90,10 @@ class ServerConfig:
     group: str | None = None  #: ...and the group; None: the user's primary group
     #: processes serving the listeners (SO_REUSEPORT); 0: one per CPU this process may use
     workers: int = 1
+    #: replies carry authority records only for a negative answer, and no additional ones
+    minimal_responses: bool = True
+    #: queries that may wait on one identical cache miss being resolved; past it, SERVFAIL
+    max_waiters: int = 100
 
 
 #: Most server.workers: far more than cores on any one host, few enough to bound metric labels.
@@ -279,6 +283,8 @@ _SERVER_KEYS = frozenset(
         "user",
         "group",
         "workers",
+        "minimal_responses",
+        "max_waiters",
     }
 )
 _RATELIMIT_KEYS = frozenset(
@@ -627,6 +633,14 @@ def _server(r: Reader, node: Mapping | None) -> ServerConfig:
         group=_account(r, node, "group"),
         workers=_or(
             r.integer(get(node, "workers"), "server.workers", 0, MAX_WORKERS), default.workers
+        ),
+        minimal_responses=_or(
+            r.boolean(get(node, "minimal_responses"), "server.minimal_responses"),
+            default.minimal_responses,
+        ),
+        max_waiters=_or(
+            r.integer(get(node, "max_waiters"), "server.max_waiters", 1, 100_000),
+            default.max_waiters,
         ),
     )
 

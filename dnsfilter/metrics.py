@@ -120,6 +120,9 @@ class UpstreamStats:
     requests: Counter[tuple[str, str]] = field(default_factory=Counter)
     durations: dict[str, Histogram] = field(default_factory=dict)
     up: dict[str, bool] = field(default_factory=dict)
+    #: cache misses that waited on an identical one in flight ("joined") or were refused
+    #: because it had max_waiters already ("refused"); see Resolver
+    coalesced: Counter[str] = field(default_factory=Counter)
 
     def observe(self, upstream: str, outcome: str, seconds: float, alive: bool) -> None:
         self.requests[(upstream, outcome)] += 1
@@ -260,6 +263,15 @@ class DnsFilterCollector(Collector):
         for name, alive in dict(self.upstreams.up).items():
             up.add_metric((name,), 1.0 if alive else 0.0)
         yield up
+        coalesced = CounterMetricFamily(
+            "dnsfilter_coalesced_queries",
+            "Cache misses that waited on an identical query already sent upstream (joined), "
+            "or got SERVFAIL because it had too many waiting (refused).",
+            labels=("outcome",),
+        )
+        for outcome in ("joined", "refused"):
+            coalesced.add_metric((outcome,), self.upstreams.coalesced[outcome])
+        yield coalesced
 
         cache = self.cache()
         entries = GaugeMetricFamily("dnsfilter_cache_entries", "Answers in the cache.")
@@ -399,6 +411,7 @@ class Snapshot:
     upstream_requests: dict[tuple[str, str], int] = field(default_factory=dict)
     upstream_durations: dict[str, HistogramData] = field(default_factory=dict)
     upstream_up: dict[str, bool] = field(default_factory=dict)
+    coalesced: dict[str, int] = field(default_factory=dict)
     cache_entries: int = 0
     cache_hits: int = 0
     cache_misses: int = 0
@@ -426,6 +439,7 @@ class Snapshot:
         _add_histograms(self.upstream_durations, other.upstream_durations)
         for name, alive in other.upstream_up.items():
             self.upstream_up[name] = self.upstream_up.get(name, False) or alive
+        _add_counts(self.coalesced, other.coalesced)
         self.cache_entries += other.cache_entries
         self.cache_hits += other.cache_hits
         self.cache_misses += other.cache_misses
@@ -557,6 +571,7 @@ class Metrics:
             upstream_requests=dict(upstreams.requests),
             upstream_durations=_histogram_data(upstreams.durations),
             upstream_up=dict(upstreams.up),
+            coalesced=dict(upstreams.coalesced),
             cache_entries=len(cache) if cache is not None else 0,
             cache_hits=cache.hits if cache is not None else 0,
             cache_misses=cache.misses if cache is not None else 0,
@@ -580,6 +595,7 @@ class Metrics:
         upstreams.requests = Counter(merged.upstream_requests)
         upstreams.durations = _histograms_of(merged.upstream_durations)
         upstreams.up = dict(merged.upstream_up)
+        upstreams.coalesced = Counter(merged.coalesced)
         totals = _Totals(
             merged.cache_hits,
             merged.cache_misses,

@@ -21,6 +21,7 @@ from dnsfilter.cache import (
     AnswerCache,
     CacheEntry,
     CacheKey,
+    Key,
     TtlPolicy,
     make_entry,
     make_passthrough,
@@ -31,6 +32,7 @@ from dnsfilter.lists.model import BlockList
 from dnsfilter.metrics import UpstreamStats
 from dnsfilter.names import plain_tail
 from dnsfilter.policy import REFUSE, Action, Inspection, Policy, Verdict, build_policy
+from dnsfilter.scrub import RefusedAnswer, scrub
 from dnsfilter.upstream import FirstTry, Upstream, UpstreamAnswer, UpstreamGroup
 from dnsfilter.wire import (
     CLASS_IN,
@@ -88,6 +90,28 @@ _ANY = int(QType.ANY)  #: a plain int: an IntEnum member costs a lookup on every
 _ANY_HINFO = answer_record(QType.HINFO, ANY_HINFO_TTL, b"\x07RFC8482\x00")
 
 
+#: What _store makes of an upstream answer: (answer, inspection, entry, time).
+Stored = tuple[UpstreamAnswer, Inspection | None, CacheEntry | None, float]
+#: Queries that may wait on one identical miss in flight (BIND's clients-per-query).
+MAX_WAITERS = 100
+_TOO_MANY = ede_option(EdeCode.OTHER, "too many identical queries waiting")
+
+
+class _Flight:
+    """One upstream resolution that identical misses wait on instead of asking again
+    (unbound's mesh, BIND's clients-per-query): fewer queries in flight is also RFC 5452's
+    defence against birthday spoofing. Its leader's outcome is shared with every waiter."""
+
+    __slots__ = ("error", "leader", "policy", "stored", "waiters")
+
+    def __init__(self, leader: Query) -> None:
+        self.leader = leader
+        self.waiters: list[Callable[[], None]] = []
+        self.policy: Policy | None = None  #: the policy the answer was stored under
+        self.stored: Stored | None = None  #: set when the leader got an answer
+        self.error: UpstreamError | None = None  #: set when it failed
+
+
 def bug_reply(q: Query, verdict: Verdict) -> Reply:
     """SERVFAIL for a query whose resolution raised: a bug must cost one query, not the
     server. Call it from an exception handler: it logs the exception, loudly."""
@@ -130,6 +154,9 @@ class Resolver:
         stale_ttl: int = 0,
         stale_client_timeout: float = 0.0,
         prefetch_min_hits: int = 0,
+        minimal_responses: bool = True,
+        max_waiters: int = MAX_WAITERS,
+        stats: UpstreamStats | None = None,
     ) -> None:
         self.policy = policy
         self.router = router
@@ -142,7 +169,12 @@ class Resolver:
         self.stale_client_timeout = stale_client_timeout
         #: hits in an entry's last tenth of life that refresh it early; 0: no prefetch
         self.prefetch_min_hits = prefetch_min_hits
+        #: authority records only for negative answers, no additional ones (scrub)
+        self.minimal_responses = minimal_responses
+        self.max_waiters = max_waiters
+        self._coalesced = (stats if stats is not None else UpstreamStats()).coalesced
         self._background: set[asyncio.Task[object]] = set()
+        self._flights: dict[Key, _Flight] = {}
 
     def answer_now(self, q: Query) -> Reply | Verdict:
         """A reply when no network is needed; else the ALLOW verdict to hand to resolve()."""
@@ -276,20 +308,32 @@ class Resolver:
         (UpstreamGroup.start). The reply goes to on_reply; whatever needs more (failover,
         TCP, TLS, stale answers) goes to on_fallback, which must run
         resolve(q, verdict, first) with what was tried."""
+        key = CacheKey(q.qname, q.qtype, q.qclass, q.do, q.cd)
+        flight = self._flights.get(key)
+        if flight is not None:
+            self._join(flight, q, verdict, on_reply)
+            return
         upstream = self.router.upstream_for(q.qname)
         if type(upstream) is not UpstreamGroup or self._expired_entry(q, self.clock()):
             on_fallback(None)
             return
         policy = self.policy
+        flight = self._flights[key] = _Flight(q)
 
         def done(answer: UpstreamAnswer | None, first: FirstTry | None) -> None:
             if answer is None:
-                on_fallback(first)
+                on_fallback(first)  # resolve(q, ...) leads the flight from here
                 return
             try:
-                reply = self._forwarded(q, verdict, policy, *self._store(q, policy, answer))
+                flight.stored = stored = self._store(q, policy, answer)
+                flight.policy = policy
+                reply = self._forwarded(q, verdict, policy, *stored)
+            except UpstreamError as exc:
+                flight.error = exc
+                reply = self._failed(q, verdict, exc, self._expired_entry(q, self.clock()))
             except Exception:
                 reply = bug_reply(q, verdict)
+            self._land(key, flight)
             on_reply(reply)
 
         if not upstream.start(q, done):
@@ -305,9 +349,24 @@ class Resolver:
         return stale if stale is not None and now >= stale.expires_at else None
 
     async def resolve(self, q: Query, verdict: Verdict, first: FirstTry | None = None) -> Reply:
-        """Answer a query that answer_now could not: forward it and cache the answer.
+        """Answer a query that answer_now could not: forward it and cache the answer, or
+        wait for an identical query that is being forwarded already.
 
         first: the try start() made already, when it did not settle the query."""
+        key = CacheKey(q.qname, q.qtype, q.qclass, q.do, q.cd)
+        flight = self._flights.get(key)
+        if flight is None:
+            flight = self._flights[key] = _Flight(q)
+        elif flight.leader is not q:
+            return await self._wait(flight, q, verdict)
+        try:
+            return await self._lead(q, verdict, first, flight)
+        finally:
+            self._land(key, flight)
+
+    async def _lead(
+        self, q: Query, verdict: Verdict, first: FirstTry | None, flight: _Flight
+    ) -> Reply:
         policy = self.policy
         # 4. Stale entry (RFC 8767): an expired answer kept for when no upstream answers;
         #    after a failed refresh it is served at once for stale_ttl seconds.
@@ -325,14 +384,96 @@ class Resolver:
             else:
                 fetched = await self._fetch(q, policy, first)
         except UpstreamError as exc:
-            if stale is not None:
-                log.debug("stale answer for %s: %s", q.qname, exc)
-                stale.stale_until = self.clock() + self.stale_ttl
-                return self._stale(q, verdict, stale)
-            log.debug("SERVFAIL for %s: %s", q.qname, exc)
-            ede = _UNREACHABLE if q.edns else b""
-            return Reply(build_reply(q, Rcode.SERVFAIL, ede=ede), ReplyKind.SERVFAIL, verdict)
+            flight.error = exc
+            return self._failed(q, verdict, exc, stale)
+        flight.stored, flight.policy = fetched, policy
         return self._forwarded(q, verdict, policy, *fetched)
+
+    def _failed(
+        self, q: Query, verdict: Verdict, exc: UpstreamError, stale: CacheEntry | None
+    ) -> Reply:
+        """The reply when no usable answer came: the stale entry (served at once for
+        stale_ttl seconds from now on), else SERVFAIL saying why."""
+        if stale is not None:
+            log.debug("stale answer for %s: %s", q.qname, exc)
+            stale.stale_until = self.clock() + self.stale_ttl
+            return self._stale(q, verdict, stale)
+        log.debug("SERVFAIL for %s: %s", q.qname, exc)
+        return self._servfail(q, verdict, exc)
+
+    def _servfail(self, q: Query, verdict: Verdict, exc: UpstreamError | None) -> Reply:
+        ede = b""
+        if q.edns:
+            # EDE 0 with the reason for an answer refused on its content; else nobody answered.
+            ede = (
+                ede_option(EdeCode.OTHER, str(exc))
+                if isinstance(exc, RefusedAnswer)
+                else (_UNREACHABLE)
+            )
+        return Reply(build_reply(q, Rcode.SERVFAIL, ede=ede), ReplyKind.SERVFAIL, verdict)
+
+    # -- Coalescing: misses that wait on an identical one --------------------------------
+
+    def _join(
+        self, flight: _Flight, q: Query, verdict: Verdict, on_reply: Callable[[Reply], None]
+    ) -> None:
+        """Wait, by callback, for flight's outcome; SERVFAIL at once if it has too many."""
+        if len(flight.waiters) >= self.max_waiters:
+            self._coalesced["refused"] += 1
+            on_reply(self._too_many(q, verdict))
+            return
+        self._coalesced["joined"] += 1
+
+        def wake() -> None:
+            try:
+                reply = self._settled(q, verdict, flight)
+            except Exception:
+                reply = bug_reply(q, verdict)
+            on_reply(reply)
+
+        flight.waiters.append(wake)
+
+    async def _wait(self, flight: _Flight, q: Query, verdict: Verdict) -> Reply:
+        """As _join, for a query resolved by a task (TCP, or a first try that fell back)."""
+        if len(flight.waiters) >= self.max_waiters:
+            self._coalesced["refused"] += 1
+            return self._too_many(q, verdict)
+        self._coalesced["joined"] += 1
+        landed = asyncio.get_running_loop().create_future()
+
+        def wake() -> None:
+            if not landed.done():
+                landed.set_result(None)
+
+        flight.waiters.append(wake)
+        await landed
+        return self._settled(q, verdict, flight)
+
+    def _settled(self, q: Query, verdict: Verdict, flight: _Flight) -> Reply:
+        """A waiter's own reply from its flight's outcome: the shared answer under its own
+        ID, question and EDNS; when there was none, stale as its leader was, or SERVFAIL."""
+        if flight.stored is not None:
+            assert flight.policy is not None
+            return self._forwarded(q, verdict, flight.policy, *flight.stored)
+        stale = self._expired_entry(q, self.clock())
+        if stale is not None:
+            return self._stale(q, verdict, stale)
+        return self._servfail(q, verdict, flight.error)
+
+    def _too_many(self, q: Query, verdict: Verdict) -> Reply:
+        ede = _TOO_MANY if q.edns else b""
+        return Reply(build_reply(q, Rcode.SERVFAIL, ede=ede), ReplyKind.SERVFAIL, verdict)
+
+    def _land(self, key: Key, flight: _Flight) -> None:
+        """End flight: later misses start their own, and every waiter gets its reply."""
+        if self._flights.get(key) is flight:
+            del self._flights[key]
+        waiters, flight.waiters = flight.waiters, []
+        for wake in waiters:
+            try:
+                wake()
+            except Exception:
+                log.exception("answering a query that waited on %s failed", flight.leader.qname)
 
     def _forwarded(
         self,
@@ -357,9 +498,7 @@ class Resolver:
             wire = truncate_for(q, wire)
         return _new_tuple(Reply, (wire, _FORWARDED, verdict))
 
-    async def _fetch(
-        self, q: Query, policy: Policy, first: FirstTry | None = None
-    ) -> tuple[UpstreamAnswer, Inspection | None, CacheEntry | None, float]:
+    async def _fetch(self, q: Query, policy: Policy, first: FirstTry | None = None) -> Stored:
         """Forward q, inspect the answer and cache it: (answer, inspection, entry, time)."""
         upstream = self.router.upstream_for(q.qname)
         if first is None:
@@ -368,10 +507,15 @@ class Resolver:
             answer = await cast(UpstreamGroup, upstream).forward(q, first)
         return self._store(q, policy, answer)
 
-    def _store(
-        self, q: Query, policy: Policy, answer: UpstreamAnswer
-    ) -> tuple[UpstreamAnswer, Inspection | None, CacheEntry | None, float]:
-        """Inspect an upstream answer and cache it: (answer, inspection, entry, time)."""
+    def _store(self, q: Query, policy: Policy, answer: UpstreamAnswer) -> Stored:
+        """Scrub, inspect and cache an upstream answer: (answer, inspection, entry, time).
+
+        Raises RefusedAnswer for an answer no client may get (a CNAME loop)."""
+        # Scrub: only the question's name and its CNAME/DNAME chain, and what the zone that
+        # answered says about them, may reach a client or the cache.
+        wire, scan = scrub(answer.wire, answer.scan, self.minimal_responses)
+        if scan is not answer.scan:
+            answer = _new_tuple(UpstreamAnswer, (wire, scan, answer.server))
         # Inspect the answer: a CNAME into a blocked name, or an address inside a list's
         # networks, blocks it for policies that ask for it.
         inspection = policy.inspect(answer.wire, answer.scan) if policy.inspects else None
@@ -392,7 +536,7 @@ class Resolver:
 
     async def _fetch_or_stale(
         self, q: Query, policy: Policy, stale: CacheEntry, first: FirstTry | None
-    ) -> tuple[UpstreamAnswer, Inspection | None, CacheEntry | None, float] | None:
+    ) -> Stored | None:
         """_fetch, or None after stale_client_timeout: the stale entry answers meanwhile and
         the resolution goes on in the background, refreshing the cache when it succeeds."""
         task = asyncio.get_running_loop().create_task(self._fetch(q, policy, first))
@@ -455,6 +599,9 @@ def build_resolver(
         stale_ttl=c.stale_ttl if c.serve_stale else 0,
         stale_client_timeout=c.stale_client_timeout,
         prefetch_min_hits=c.prefetch_min_hits if c.prefetch else 0,
+        minimal_responses=config.server.minimal_responses,
+        max_waiters=config.server.max_waiters,
+        stats=stats,
     )
 
 

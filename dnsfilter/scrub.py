@@ -1,0 +1,214 @@
+"""What an upstream answer may tell a client: only records about the question's chain.
+
+Modelled on unbound's iter_scrub.c, for a forwarder. The answer section keeps the
+question's name and its CNAME/DNAME chain (followed from the question, so a loop or an
+over-long chain is seen here and the answer refused); the authority section keeps the SOA,
+NS and DS of a zone above the chain's last name and the DNSSEC records inside that zone;
+the additional section keeps only records inside that zone. With minimal responses (the
+default, as in unbound), authority keeps only what a negative answer needs and additional
+is empty.
+
+Pure: bytes and their ResponseScan in, the same or fewer out; no I/O.
+"""
+
+from __future__ import annotations
+
+import struct
+
+from dnslib import DNSError, DNSRecord
+
+from dnsfilter.errors import FormatError, UpstreamError
+from dnsfilter.wire import (
+    HEADER_LEN,
+    RecordRef,
+    ResponseScan,
+    name_text,
+    read_labels,
+    scan_response,
+)
+
+#: CNAME and DNAME links followed before the answer is refused (unbound stops at 11, BIND
+#: at 16 restarts); a longer chain is a loop in all but name.
+MAX_CHAIN_LINKS = 12
+
+_CNAME = 5
+_DNAME = 39
+_SOA = 6
+_NS = 2
+_DS = 43
+_RRSIG = 46
+_NSEC = 47
+_NSEC3 = 50
+_ANY = 255
+_OPT = 41
+#: Records of a negative answer's proof: kept in authority even with minimal responses.
+_PROOF_TYPES = frozenset((_SOA, _NSEC, _NSEC3, _RRSIG))
+#: Records that belong at or below the zone cut rather than at the zone's apex.
+_IN_ZONE_TYPES = frozenset((_NSEC, _NSEC3, _RRSIG))
+_NXDOMAIN = 3
+_QNAME_POINTER = b"\xc0\x0c"
+
+Labels = tuple[bytes, ...]
+
+
+class RefusedAnswer(UpstreamError):
+    """An upstream answer no client may get: its CNAME/DNAME chain loops or is longer
+    than MAX_CHAIN_LINKS, or a name in it does not decode."""
+
+
+def scrub(wire: bytes, scan: ResponseScan, minimal: bool) -> tuple[bytes, ResponseScan]:
+    """(wire, scan) with the records a client must not see left out; the very same pair
+    when none are.
+
+    Records left out at the end are simply not referred to by the new scan: what stays
+    before them keeps its offsets, and compression pointers only point backwards. When a
+    record left out comes before one that stays, the pointers after it would move, so the
+    message is re-packed (dnslib: this is the rare path, an answer with foreign records).
+
+    Raises RefusedAnswer for a looping or over-long chain, or a name that does not decode
+    (scan_response checked only the bounds of names, not where their pointers lead).
+    """
+    records = scan.records
+    qtype = int.from_bytes(wire[scan.question_end - 4 : scan.question_end - 2], "big")
+    # The common answer: records owned by the question (a pointer to it), no chain to
+    # follow and nothing beside them. Nothing to leave out.
+    for ref in records:
+        if (
+            ref.section != 1
+            or wire[ref.start : ref.start + 2] != _QNAME_POINTER
+            or ref.rtype in (_CNAME, _DNAME)
+        ):
+            break
+    else:
+        return wire, scan
+    try:
+        keep = _kept(wire, records, qtype, scan.rcode, minimal)
+    except FormatError as exc:
+        raise RefusedAnswer(f"undecodable name in the answer: {exc}") from None
+    if len(keep) == len(records):
+        return wire, scan
+    if not keep or max(keep) < len(keep):  # a prefix of the records stays
+        return wire, scan._replace(records=records[: len(keep)])
+    return _repacked(wire, keep)
+
+
+def _repacked(wire: bytes, keep: set[int]) -> tuple[bytes, ResponseScan]:
+    """The message again with only the records numbered in keep (OPT not counted)."""
+    try:
+        message = DNSRecord.parse(wire)
+        index = 0
+        sections = []
+        for records in (message.rr, message.auth, message.ar):
+            kept = []
+            for rr in records:
+                if rr.rtype == _OPT:
+                    kept.append(rr)
+                    continue
+                if index in keep:
+                    kept.append(rr)
+                index += 1
+            sections.append(kept)
+        message.rr, message.auth, message.ar = sections
+        repacked = bytes(message.pack())
+        return repacked, scan_response(repacked)
+    except (DNSError, FormatError, ValueError, IndexError, struct.error) as exc:
+        raise RefusedAnswer(f"answer could not be scrubbed: {exc}") from None
+
+
+def _kept(
+    wire: bytes, records: tuple[RecordRef, ...], qtype: int, rcode: int, minimal: bool
+) -> set[int]:
+    """The numbers of the records that stay."""
+    owners = [read_labels(wire, ref.start) for ref in records]
+    answers = [i for i, ref in enumerate(records) if ref.section == 1]
+    chain, dname_owners = _follow_chain(wire, records, owners, answers, qtype)
+    names = set(chain)
+    keep: set[int] = set()
+    for i in answers:
+        owner, rtype = owners[i], records[i].rtype
+        if owner in names or (owner in dname_owners and rtype in (_DNAME, _RRSIG)):
+            keep.add(i)
+
+    last = chain[-1]
+    # The zone that answered: the deepest SOA or NS owner at or above the chain's end.
+    zone: Labels | None = None
+    for i, ref in enumerate(records):
+        owner = owners[i]
+        if (
+            ref.section == 2
+            and ref.rtype in (_SOA, _NS)
+            and _at_or_below(last, owner)
+            and (zone is None or len(owner) > len(zone))
+        ):
+            zone = owner
+    answered = any(records[i].rtype == qtype or qtype == _ANY for i in keep if owners[i] == last)
+    negative = rcode == _NXDOMAIN or not answered
+    for i, ref in enumerate(records):
+        section, rtype, owner = ref.section, ref.rtype, owners[i]
+        if section == 1 or zone is None:
+            continue
+        if section == 2:
+            if rtype in _IN_ZONE_TYPES:
+                in_bailiwick = _at_or_below(owner, zone)
+            elif rtype in (_SOA, _NS, _DS):
+                in_bailiwick = owner == zone or (rtype == _DS and _at_or_below(last, owner))
+            else:
+                in_bailiwick = False
+            if in_bailiwick and (not minimal or (negative and rtype in _PROOF_TYPES)):
+                keep.add(i)
+        elif not minimal and _at_or_below(owner, zone):
+            keep.add(i)
+    return keep
+
+
+def _follow_chain(
+    wire: bytes,
+    records: tuple[RecordRef, ...],
+    owners: list[Labels],
+    answers: list[int],
+    qtype: int,
+) -> tuple[list[Labels], set[Labels]]:
+    """The names from the question through every CNAME and DNAME link, and the owners of
+    the DNAMEs used. A CNAME question's answer is the CNAME itself: no link is followed."""
+    current = read_labels(wire, HEADER_LEN)
+    chain = [current]
+    dname_owners: set[Labels] = set()
+    if qtype in (_CNAME, _ANY):
+        return chain, dname_owners
+    while True:
+        target: Labels | None = None
+        # A DNAME above the current name redirects it; the upstream usually adds the CNAME
+        # it synthesizes, which is then followed as any CNAME is.
+        synthesized: Labels | None = None
+        for i in answers:
+            ref, owner = records[i], owners[i]
+            if ref.rtype == _DNAME and len(owner) < len(current) and _at_or_below(current, owner):
+                dname_owners.add(owner)
+                if synthesized is None:
+                    substitute = read_labels(wire, ref.rdata_start)
+                    synthesized = current[: len(current) - len(owner)] + substitute
+        for i in answers:
+            ref, owner = records[i], owners[i]
+            if ref.rtype == _CNAME and owner == current:
+                target = read_labels(wire, ref.rdata_start)
+                break
+        else:
+            target = synthesized
+            if target is not None and sum(len(label) + 1 for label in target) + 1 > 255:
+                raise FormatError("DNAME substitution longer than 255 octets")
+        if target is None:
+            return chain, dname_owners
+        if target in chain:
+            raise RefusedAnswer(f"CNAME/DNAME loop at {_text(target)}")
+        if len(chain) > MAX_CHAIN_LINKS:
+            raise RefusedAnswer(f"CNAME/DNAME chain longer than {MAX_CHAIN_LINKS} links")
+        chain.append(target)
+        current = target
+
+
+def _at_or_below(name: Labels, zone: Labels) -> bool:
+    return len(name) >= len(zone) and name[len(name) - len(zone) :] == zone
+
+
+def _text(labels: Labels) -> str:
+    return name_text(labels) or "."
