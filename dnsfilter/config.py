@@ -99,6 +99,10 @@ class ServerConfig:
 #: Most server.workers: far more than cores on any one host, few enough to bound metric labels.
 MAX_WORKERS = 256
 
+#: policies.*.non_recursive values: what a query with RD=0 (asking what the cache holds,
+#: the way one client learns which names the others resolved) gets.
+NON_RECURSIVE = ("refuse", "cache")
+
 #: ratelimit.action values: what a query over its client's rate gets.
 RATELIMIT_ACTIONS = ("drop", "refused")
 
@@ -163,6 +167,9 @@ class PolicyConfig:
     sinkhole_ipv6: ipaddress.IPv6Address | None = None
     cname_inspection: bool = True  #: block answers whose CNAME chain enters a blocked name
     response_ip_blocking: bool = True  #: block answers with addresses in a list's networks
+    #: what a query with RD=0 gets: one of NON_RECURSIVE (refuse: REFUSED; cache: an answer
+    #: from the cache only, never a new upstream query)
+    non_recursive: str = "refuse"
 
 
 @dataclass(frozen=True, slots=True)
@@ -308,6 +315,7 @@ _POLICY_KEYS = frozenset(
         "sinkhole_ipv6",
         "cname_inspection",
         "response_ip_blocking",
+        "non_recursive",
     }
 )
 _RELOAD_KEYS = frozenset({"watch_files", "watch_interval"})
@@ -944,6 +952,16 @@ def _policies(r: Reader, node: Mapping | None) -> tuple[PolicyConfig, ...]:
         ipv6 = _address(r, get(entry, "sinkhole_ipv6"), path + ".sinkhole_ipv6", 6)
         if mode is BlockMode.SINKHOLE and ipv4 is None and ipv6 is None:
             r.problem(entry.line, path, "mode sinkhole needs sinkhole_ipv4 or sinkhole_ipv6")
+        non_recursive = _or(
+            r.string(get(entry, "non_recursive"), path + ".non_recursive"), "refuse"
+        )
+        if non_recursive not in NON_RECURSIVE:
+            r.problem(
+                entry.items["non_recursive"][0],
+                path + ".non_recursive",
+                f"must be one of {', '.join(NON_RECURSIVE)} (got {non_recursive!r})",
+            )
+            non_recursive = "refuse"
         policies.append(
             PolicyConfig(
                 name=name,
@@ -960,6 +978,7 @@ def _policies(r: Reader, node: Mapping | None) -> tuple[PolicyConfig, ...]:
                     r.boolean(get(entry, "response_ip_blocking"), path + ".response_ip_blocking"),
                     True,
                 ),
+                non_recursive=non_recursive,
             )
         )
     return tuple(policies)

@@ -7,7 +7,8 @@ DnsFilterError
 │   ├── DropPacket       not worth an answer (too short, or a response)
 │   ├── FormatError      the header parsed but the rest did not: answer FORMERR
 │   ├── NotImplementedOpcode  an opcode other than QUERY: answer NOTIMP
-│   └── BadVersion       an EDNS version other than 0: answer BADVERS
+│   ├── BadVersion       an EDNS version other than 0: answer BADVERS
+│   └── Unverifiable     signed (TSIG, SIG(0)) with a key we do not have: answer NOTAUTH
 ├── UpstreamError        no usable answer from an upstream
 │   └── UpstreamTimeout  the upstream did not answer in time
 └── PrivilegeError       the process could not become server.user
@@ -52,6 +53,20 @@ class NotImplementedOpcode(WireError):
 
 class BadVersion(WireError):
     """The client asked for an EDNS version we do not speak: the answer is BADVERS."""
+
+    def __init__(self, message: str, question_end: int = 12) -> None:
+        super().__init__(message)
+        self.question_end = question_end  #: the reply echoes the question up to here
+
+
+class Unverifiable(WireError):
+    """The query is signed (TSIG, SIG(0)) and this resolver has no key to check it: the
+    answer is NOTAUTH, unsigned (RFC 8945 5.2), never an answer as if it were checked."""
+
+    def __init__(self, message: str, question_end: int, tsig_start: int | None) -> None:
+        super().__init__(message)
+        self.question_end = question_end
+        self.tsig_start = tsig_start  #: offset of the query's TSIG record; None for SIG(0)
 
 
 class UpstreamError(DnsFilterError):

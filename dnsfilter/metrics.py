@@ -123,6 +123,10 @@ class UpstreamStats:
     #: cache misses that waited on an identical one in flight ("joined") or were refused
     #: because it had max_waiters already ("refused"); see Resolver
     coalesced: Counter[str] = field(default_factory=Counter)
+    #: UDP tries sent again to a server after its retry timeout, by upstream name
+    retries: Counter[str] = field(default_factory=Counter)
+    #: each upstream's smoothed round-trip time over UDP, seconds
+    rtt: dict[str, float] = field(default_factory=dict)
 
     def observe(self, upstream: str, outcome: str, seconds: float, alive: bool) -> None:
         self.requests[(upstream, outcome)] += 1
@@ -272,6 +276,23 @@ class DnsFilterCollector(Collector):
         for outcome in ("joined", "refused"):
             coalesced.add_metric((outcome,), self.upstreams.coalesced[outcome])
         yield coalesced
+        retries = CounterMetricFamily(
+            "dnsfilter_upstream_retries",
+            "UDP tries sent again to an upstream because its retry timeout passed unanswered.",
+            labels=("upstream",),
+        )
+        for name, value in dict(self.upstreams.retries).items():
+            retries.add_metric((name,), value)
+        yield retries
+        rtt = GaugeMetricFamily(
+            "dnsfilter_upstream_rtt_seconds",
+            "Smoothed round-trip time of each upstream's UDP answers (its retry timeout is "
+            "this plus four times the variation, at least 0.2 s).",
+            labels=("upstream",),
+        )
+        for name, seconds in dict(self.upstreams.rtt).items():
+            rtt.add_metric((name,), seconds)
+        yield rtt
 
         cache = self.cache()
         entries = GaugeMetricFamily("dnsfilter_cache_entries", "Answers in the cache.")
@@ -412,6 +433,8 @@ class Snapshot:
     upstream_durations: dict[str, HistogramData] = field(default_factory=dict)
     upstream_up: dict[str, bool] = field(default_factory=dict)
     coalesced: dict[str, int] = field(default_factory=dict)
+    upstream_retries: dict[str, int] = field(default_factory=dict)
+    upstream_rtt: dict[str, float] = field(default_factory=dict)
     cache_entries: int = 0
     cache_hits: int = 0
     cache_misses: int = 0
@@ -440,6 +463,9 @@ class Snapshot:
         for name, alive in other.upstream_up.items():
             self.upstream_up[name] = self.upstream_up.get(name, False) or alive
         _add_counts(self.coalesced, other.coalesced)
+        _add_counts(self.upstream_retries, other.upstream_retries)
+        for name, seconds in other.upstream_rtt.items():  # the slowest worker's view
+            self.upstream_rtt[name] = max(self.upstream_rtt.get(name, 0.0), seconds)
         self.cache_entries += other.cache_entries
         self.cache_hits += other.cache_hits
         self.cache_misses += other.cache_misses
@@ -456,6 +482,7 @@ class Snapshot:
         return dataclasses.replace(
             self,
             upstream_up={},
+            upstream_rtt={},
             cache_entries=0,
             inflight=0,
             ratelimited_clients=0,
@@ -572,6 +599,8 @@ class Metrics:
             upstream_durations=_histogram_data(upstreams.durations),
             upstream_up=dict(upstreams.up),
             coalesced=dict(upstreams.coalesced),
+            upstream_retries=dict(upstreams.retries),
+            upstream_rtt=dict(upstreams.rtt),
             cache_entries=len(cache) if cache is not None else 0,
             cache_hits=cache.hits if cache is not None else 0,
             cache_misses=cache.misses if cache is not None else 0,
@@ -596,6 +625,8 @@ class Metrics:
         upstreams.durations = _histograms_of(merged.upstream_durations)
         upstreams.up = dict(merged.upstream_up)
         upstreams.coalesced = Counter(merged.coalesced)
+        upstreams.retries = Counter(merged.upstream_retries)
+        upstreams.rtt = dict(merged.upstream_rtt)
         totals = _Totals(
             merged.cache_hits,
             merged.cache_misses,

@@ -44,6 +44,8 @@ class Rule:
     answers: BlockAnswers
     cname_mask: int = 0  #: lists whose names also block answers that CNAME into them
     address_mask: int = 0  #: lists whose networks block answers with addresses inside them
+    #: a query with RD=0 may be answered from the cache (else it is REFUSED)
+    non_recursive_cache: bool = False
 
 
 class Verdict(NamedTuple):
@@ -484,7 +486,15 @@ def build_policy(config: Config, lists: Sequence[BlockList]) -> Policy:
         cname_mask = mask if policy.cname_inspection else 0
         address_mask = mask & addresses.lists_mask if policy.response_ip_blocking else 0
         for network in policy.networks:
-            rules[network] = Rule(network, policy.name, mask, answers, cname_mask, address_mask)
+            rules[network] = Rule(
+                network,
+                policy.name,
+                mask,
+                answers,
+                cname_mask,
+                address_mask,
+                policy.non_recursive == "cache",
+            )
     return Policy(networks, table, rules, addresses)
 
 

@@ -32,7 +32,7 @@ from dnsfilter.lists.model import BlockList
 from dnsfilter.metrics import UpstreamStats
 from dnsfilter.names import plain_tail
 from dnsfilter.policy import REFUSE, Action, Inspection, Policy, Verdict, build_policy
-from dnsfilter.scrub import RefusedAnswer, scrub
+from dnsfilter.scrub import RefusedAnswer, is_minimal_any, minimal_any, scrub
 from dnsfilter.upstream import FirstTry, Upstream, UpstreamAnswer, UpstreamGroup
 from dnsfilter.wire import (
     CLASS_IN,
@@ -41,7 +41,6 @@ from dnsfilter.wire import (
     QType,
     Query,
     Rcode,
-    answer_record,
     build_reply,
     ede_option,
     opt_record,
@@ -63,6 +62,7 @@ class ReplyKind(enum.Enum):
     STALE = "stale"  #: an expired cache entry, because no upstream answered (RFC 8767)
     RATELIMITED = "ratelimited"  #: over a per-client limit: dropped, or REFUSED by config
     MINIMAL = "minimal"  #: an ANY query answered with RFC 8482's synthetic HINFO
+    NOTAUTH = "notauth"  #: a signed (TSIG, SIG(0)) query: we have no key to check it
 
 
 class Reply(NamedTuple):
@@ -84,10 +84,11 @@ _STALE = ede_option(EdeCode.STALE_ANSWER, "no upstream answered")
 #: Refreshes (prefetches, and resolutions that outlived their stale answer) at once; past
 #: this, a prefetch is skipped and the entry simply expires.
 _MAX_BACKGROUND = 256
-#: RFC 8482 4.2: HINFO with CPU "RFC8482" and an empty OS, owned by the question name.
-ANY_HINFO_TTL = 3600
 _ANY = int(QType.ANY)  #: a plain int: an IntEnum member costs a lookup on every query
-_ANY_HINFO = answer_record(QType.HINFO, ANY_HINFO_TTL, b"\x07RFC8482\x00")
+_MINIMAL = ReplyKind.MINIMAL
+_RD = 0x0100
+_NOT_RECURSIVE = ede_option(EdeCode.PROHIBITED, "recursion not desired (RD=0) is refused")
+_NOT_CACHED = ede_option(EdeCode.PROHIBITED, "RD=0 is answered from the cache only; not cached")
 
 
 #: What _store makes of an upstream answer: (answer, inspection, entry, time).
@@ -186,6 +187,10 @@ class Resolver:
         if allow is REFUSE:
             ede = _PROHIBITED if q.edns else b""
             return Reply(build_reply(q, Rcode.REFUSED, ede=ede), ReplyKind.REFUSED, allow)
+        # 1b. RD=0 asks what the cache holds, which is how one client learns the names the
+        #     others resolve (cache snooping): REFUSED, or from the cache alone if allowed.
+        if not q.flags & _RD:
+            return self._non_recursive(q, allow)
         # 2. Cache, first when every network enforces the same lists: an entry was allowed
         #    when it was fetched and a reload empties the cache, so a hit needs no list walk.
         probed = cache is not None and policy.uniform
@@ -200,19 +205,30 @@ class Resolver:
             if probed:
                 self._not_a_miss()
             return self._blocked(q, verdict)
-        # 3b. ANY (RFC 8482): one synthetic HINFO, never forwarded. ANY is the favourite query
-        #     of reflection attacks and no client can rely on it listing every type anyway.
-        if q.qtype == _ANY and q.qclass == CLASS_IN:
-            if probed:
-                self._not_a_miss()
-            wire = build_reply(q, Rcode.NOERROR, _ANY_HINFO, 1)
-            return Reply(truncate_for(q, wire), ReplyKind.MINIMAL, verdict)
         # 4. Cache, when networks differ in their lists: only now is the name allowed here.
         if cache is not None and not policy.uniform:
             cached = self._cached(q, verdict, cache)
             if cached is not None:
                 return cached
         return verdict
+
+    def _non_recursive(self, q: Query, allow: Verdict) -> Reply:
+        """RD=0: REFUSED with EDE 18, or where the policy says non_recursive: cache, the
+        blocked answer or a fresh cache entry; never a new upstream query (nor a prefetch)."""
+        assert allow.rule is not None
+        ede = _NOT_RECURSIVE
+        verdict = allow
+        if allow.rule.non_recursive_cache:
+            verdict = self.policy.judge(allow, q.qname)
+            if verdict.action is _BLOCK:
+                return self._blocked(q, verdict)
+            if self.cache is not None:
+                cached = self._cached(q, verdict, self.cache, prefetch=False)
+                if cached is not None:
+                    return cached
+            ede = _NOT_CACHED
+        wire = build_reply(q, Rcode.REFUSED, ede=ede if q.edns else b"")
+        return Reply(wire, ReplyKind.REFUSED, verdict)
 
     def _not_a_miss(self) -> None:
         """Take back the miss the early probe counted: the name is answered without the
@@ -221,14 +237,16 @@ class Resolver:
         assert self.cache is not None
         self.cache.misses -= 1
 
-    def _cached(self, q: Query, verdict: Verdict, cache: AnswerCache) -> Reply | None:
+    def _cached(
+        self, q: Query, verdict: Verdict, cache: AnswerCache, prefetch: bool = True
+    ) -> Reply | None:
         """A fresh entry, served with its TTLs counted down; None when there is none."""
         now = self.clock()
         entry = cache.get(CacheKey(q.qname, q.qtype, q.qclass, q.do, q.cd), now)
         if entry is None:
             return None
         # In its last tenth of life a popular entry is refreshed in the background.
-        if now >= entry.prefetch_at and self.prefetch_min_hits:
+        if now >= entry.prefetch_at and self.prefetch_min_hits and prefetch:
             self._late_hit(q, entry)
         # The answer was inspected when it was cached; this client's policy decides.
         if entry.inspection is not None and verdict.rule is not None:
@@ -496,7 +514,8 @@ class Resolver:
         wire = entry.reply(q.id, q.flags, q.wire[HEADER_LEN : q.question_end], opt, now)
         if len(wire) > q.max_size:
             wire = truncate_for(q, wire)
-        return _new_tuple(Reply, (wire, _FORWARDED, verdict))
+        kind = _MINIMAL if q.qtype == _ANY and is_minimal_any(entry.body) else _FORWARDED
+        return _new_tuple(Reply, (wire, kind, verdict))
 
     async def _fetch(self, q: Query, policy: Policy, first: FirstTry | None = None) -> Stored:
         """Forward q, inspect the answer and cache it: (answer, inspection, entry, time)."""
@@ -514,6 +533,10 @@ class Resolver:
         # Scrub: only the question's name and its CNAME/DNAME chain, and what the zone that
         # answered says about them, may reach a client or the cache.
         wire, scan = scrub(answer.wire, answer.scan, self.minimal_responses)
+        # ANY (RFC 8482): a name that has records gets one synthetic HINFO in their stead;
+        # what the upstream says of a name without any (NXDOMAIN, NODATA, a CNAME) stands.
+        if q.qtype == _ANY and q.qclass == CLASS_IN:
+            wire, scan = minimal_any(wire, scan)
         if scan is not answer.scan:
             answer = _new_tuple(UpstreamAnswer, (wire, scan, answer.server))
         # Inspect the answer: a CNAME into a blocked name, or an address inside a list's

@@ -212,3 +212,30 @@ def _at_or_below(name: Labels, zone: Labels) -> bool:
 
 def _text(labels: Labels) -> str:
     return name_text(labels) or "."
+
+
+#: RFC 8482 4.2: HINFO with CPU "RFC8482" and an empty OS, owned by the question name; its
+#: TTL is the smallest of the records it stands for, at most this.
+ANY_HINFO_TTL = 3600
+_HINFO = 13
+_MINIMAL_ANY_START = b"\xc0\x0c" + struct.pack("!HH", _HINFO, 1)
+_HINFO_RDATA = b"\x07RFC8482\x00"
+
+
+def minimal_any(wire: bytes, scan: ResponseScan) -> tuple[bytes, ResponseScan]:
+    """An ANY answer (scrubbed) made minimal: for a name that owns records other than a
+    CNAME or DNAME, one synthetic HINFO in their stead; anything else as it is — the rcode
+    is the upstream's and a CNAME is a CNAME (RFC 8482 4, RFC 8020)."""
+    answers = [ref for ref in scan.records if ref.section == 1]
+    if scan.rcode or not answers or any(ref.rtype in (_CNAME, _DNAME) for ref in answers):
+        return wire, scan
+    ttl = min(ANY_HINFO_TTL, *(ref.ttl for ref in answers))
+    header = wire[:4] + struct.pack("!HHHH", 1, 1, 0, 0)
+    record = _MINIMAL_ANY_START + struct.pack("!IH", ttl, len(_HINFO_RDATA)) + _HINFO_RDATA
+    minimal = header + wire[HEADER_LEN : scan.question_end] + record
+    return minimal, scan_response(minimal)
+
+
+def is_minimal_any(body: bytes) -> bool:
+    """Whether a cache entry's body is minimal_any's synthetic HINFO (for the reply kind)."""
+    return body.startswith(_MINIMAL_ANY_START) and body.endswith(_HINFO_RDATA)

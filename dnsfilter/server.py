@@ -26,7 +26,7 @@ from typing import Any, cast
 
 from dnsfilter.config import RESERVED_NETWORK as NO_NETWORK
 from dnsfilter.config import HostPort, RateLimitConfig, ServerConfig
-from dnsfilter.errors import BadVersion, DropPacket, NotImplementedOpcode, WireError
+from dnsfilter.errors import BadVersion, DropPacket, NotImplementedOpcode, Unverifiable, WireError
 from dnsfilter.metrics import DURATION_BUCKETS, OTHER_QTYPE, QTYPE_LABELS, QueryStats
 from dnsfilter.policy import Verdict
 from dnsfilter.querylog import AuditEvent, AuditSink
@@ -42,6 +42,7 @@ from dnsfilter.wire import (
     build_reply,
     ede_option,
     error_reply,
+    notauth_reply,
     parse_query,
 )
 
@@ -111,9 +112,17 @@ class QueryHandler:
         except NotImplementedOpcode:
             self._count_bad(client, transport, ReplyKind.NOTIMP, started)
             return error_reply(data, Rcode.NOTIMP)
-        except BadVersion:
+        except BadVersion as exc:
             self._count_bad(client, transport, ReplyKind.FORMERR, started)
-            return badvers_reply(data)
+            return badvers_reply(data, exc.question_end)
+        except Unverifiable as exc:
+            try:
+                reply = notauth_reply(data, exc.question_end, exc.tsig_start)
+            except WireError:  # a TSIG record too broken to echo: no better than FORMERR
+                self._count_bad(client, transport, ReplyKind.FORMERR, started)
+                return error_reply(data, Rcode.FORMERR)
+            self._count_bad(client, transport, ReplyKind.NOTAUTH, started)
+            return reply
         except WireError:
             self._count_bad(client, transport, ReplyKind.FORMERR, started)
             return error_reply(data, Rcode.FORMERR)

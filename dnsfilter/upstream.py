@@ -663,8 +663,23 @@ def _load(connection: TlsConnection) -> int:
     return connection.load
 
 
+#: The first UDP try's timeout for a server whose round-trip time is not known yet
+#: (unbound's infra cache starts at 376 ms), the floor of the retry timeout once it is known
+#: (a recursive upstream's cold lookups take far longer than its cached answers), and its
+#: growth per try.
+INITIAL_RTO = 0.4
+MIN_RTO = 0.2
+RETRY_BACKOFF = 2.0
+#: A UDP try shorter than this is not worth a socket.
+_SHORTEST_TRY = 0.01
+
+
 class UpstreamGroup:
-    """Servers tried in order, skipping those that failed within the last dead_time seconds."""
+    """Servers tried in order, skipping those that failed within the last dead_time seconds.
+
+    Over UDP a server is asked again, on a fresh socket under a fresh ID, whenever its
+    retry timeout passes without an answer, until its own timeout is spent; then the next
+    server is asked. One lost datagram costs a retry, not the query."""
 
     def __init__(
         self,
@@ -682,11 +697,36 @@ class UpstreamGroup:
         self.stats = stats if stats is not None else UpstreamStats()
         self._clock = clock
         self._dead_until: dict[UpstreamServer, float] = {}
+        #: (smoothed RTT, RTT variation) of each server's UDP answers, in seconds
+        self._rtt: dict[UpstreamServer, tuple[float, float]] = {}
         #: the connection pool of each DNS-over-TLS server
         self.tls_pools = {s: TlsPool(s) for s in self.servers if s.tls}
 
     def __str__(self) -> str:
         return ", ".join(server.name for server in self.servers)
+
+    def retry_timeout(self, server: UpstreamServer) -> float:
+        """How long a UDP try to server waits before the next one: the RFC 6298
+        retransmission timeout of its answers so far (INITIAL_RTO before the first)."""
+        estimate = self._rtt.get(server)
+        if estimate is None:
+            return INITIAL_RTO
+        srtt, rttvar = estimate
+        return max(MIN_RTO, srtt + 4 * rttvar)
+
+    def _rtt_sample(self, server: UpstreamServer, seconds: float) -> None:
+        estimate = self._rtt.get(server)
+        if estimate is None:
+            srtt, rttvar = seconds, seconds / 2
+        else:
+            srtt, rttvar = estimate
+            rttvar = 0.75 * rttvar + 0.25 * abs(srtt - seconds)
+            srtt = 0.875 * srtt + 0.125 * seconds
+        self._rtt[server] = (srtt, rttvar)
+        self.stats.rtt[server.name] = srtt
+
+    def _retried(self, server: UpstreamServer) -> None:
+        self.stats.retries[server.name] += 1
 
     def is_up(self, server: UpstreamServer) -> bool:
         return self._dead_until.get(server, 0.0) <= self._clock()
@@ -713,15 +753,22 @@ class UpstreamGroup:
         if server.tls:
             return False
         started = time.perf_counter()
+        budget = server.timeout or self.timeout
+        timeout = min(self.retry_timeout(server), budget)
 
         def finished(
             data: bytes | None, scan: ResponseScan | None, error: UpstreamError | None
         ) -> None:
             if error is not None:
+                if timeout < budget and isinstance(error, UpstreamTimeout):
+                    # Lost, or slow: forward() tries the same server again within its budget.
+                    done(None, FirstTry(server, started, str(error), retry=True))
+                    return
                 self._failed(server, error, started)
                 done(None, FirstTry(server, started, str(error)))
                 return
             assert data is not None and scan is not None
+            self._rtt_sample(server, time.perf_counter() - started)
             if scan.flags & _TC:
                 done(None, FirstTry(server, started, ""))
                 return
@@ -733,7 +780,6 @@ class UpstreamGroup:
 
         query = upstream_query(q, random_id())
         question = q.wire[HEADER_LEN : q.question_end]
-        timeout = server.timeout or self.timeout
         loop = asyncio.get_running_loop()
         try:
             UdpTry(server.address, query, question, timeout, loop, finished)
@@ -751,21 +797,25 @@ class UpstreamGroup:
         failures: list[str] = []
         servers = self._order()
         truncated_at = None  #: the start of a try whose UDP answer was truncated
+        resumed: FirstTry | None = None  #: a first UDP try that timed out, to go on from
         if first is not None:
             servers.remove(first.server)
-            if first.failure:
+            if first.retry:
+                servers.insert(0, first.server)
+                resumed = first
+            elif first.failure:
                 failures.append(first.failure)
             else:
                 servers.insert(0, first.server)
                 truncated_at = first.started
         for server in servers:
             try:
-                data, scan = await self._try(server, query, question, truncated_at)
+                data, scan = await self._try(server, query, question, truncated_at, resumed)
             except UpstreamError as exc:
                 failures.append(str(exc))
                 continue
             finally:
-                truncated_at = None
+                truncated_at = resumed = None
             if scan.rcode in _UNHELPFUL:
                 # The server is alive but could not help; another one may.
                 failures.append(_unhelpful(server, scan.rcode))
@@ -794,21 +844,27 @@ class UpstreamGroup:
         query: Callable[[], bytes],
         question: bytes,
         truncated_at: float | None = None,
+        resumed: FirstTry | None = None,
     ) -> tuple[bytes, ResponseScan]:
         """One exchange with one server (UDP, then TCP if truncated), counted and timed.
 
         Each call of query() makes a fresh message with a fresh random ID. truncated_at:
-        the UDP part already happened at that time (start()) and was truncated.
+        the UDP part already happened at that time (start()) and was truncated. resumed:
+        start()'s first UDP try, which timed out; the retries go on within its budget.
         """
         timeout = server.timeout or self.timeout
         started = time.perf_counter() if truncated_at is None else truncated_at
+        if resumed is not None:
+            started = resumed.started
         try:
             if server.tls:
                 data, scan = await self.tls_pools[server].exchange(query(), question, timeout)
             elif truncated_at is not None:
                 data, scan = await tcp_exchange(server.address, query(), question, timeout)
             else:
-                data, scan = await udp_exchange(server.address, query(), question, timeout)
+                data, scan = await self._udp(
+                    server, query, question, started, 0 if resumed is None else 1
+                )
                 if scan.flags & _TC:
                     data, scan = await tcp_exchange(server.address, query(), question, timeout)
         except UpstreamError as exc:
@@ -816,6 +872,62 @@ class UpstreamGroup:
             raise
         self._answered(server, scan, started)
         return data, scan
+
+    async def _udp(
+        self,
+        server: UpstreamServer,
+        query: Callable[[], bytes],
+        question: bytes,
+        started: float,
+        tries: int,
+    ) -> tuple[bytes, ResponseScan]:
+        """UDP tries to server until one is answered or its timeout since started is spent
+        (RFC 1035 4.2.1: retransmit). A new try goes out each time the server's retry
+        timeout, doubled for every try before it, passes unanswered, on a fresh socket under
+        a fresh ID (RFC 5452); the earlier ones stay open, so a slow answer still counts.
+        tries: made already (start()'s, which is closed)."""
+        budget = server.timeout or self.timeout
+        deadline = started + budget
+        loop = asyncio.get_running_loop()
+        answered: asyncio.Future[tuple[bytes, ResponseScan]] = loop.create_future()
+        pending: list[UdpTry] = []
+
+        def outcome(sent: float) -> UdpOutcome:
+            def done(
+                data: bytes | None, scan: ResponseScan | None, error: UpstreamError | None
+            ) -> None:
+                if answered.done() or isinstance(error, UpstreamTimeout):
+                    return  # a try that ran out of time: the deadline decides
+                if error is not None:
+                    answered.set_exception(error)
+                    return
+                assert data is not None and scan is not None
+                self._rtt_sample(server, time.perf_counter() - sent)
+                answered.set_result((data, scan))
+
+            return done
+
+        try:
+            while True:
+                sent = time.perf_counter()
+                left = deadline - sent
+                if left < _SHORTEST_TRY:
+                    raise UpstreamTimeout(
+                        f"{server.address}: no answer over UDP in {budget:g}s ({tries} tries)"
+                    )
+                if tries:
+                    self._retried(server)
+                pending.append(UdpTry(server.address, query(), question, left, loop, outcome(sent)))
+                wait = min(self.retry_timeout(server) * RETRY_BACKOFF**tries, left)
+                tries += 1
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(wait):
+                        return await asyncio.shield(answered)
+        finally:
+            for exchange in pending:
+                exchange.cancel()
+            if answered.done() and not answered.cancelled():
+                answered.exception()  # retrieved: an error after the deadline is moot
 
     def _failed(self, server: UpstreamServer, exc: UpstreamError, started: float) -> None:
         self._dead_until[server] = self._clock() + self.dead_time
@@ -836,6 +948,7 @@ class FirstTry(NamedTuple):
     server: UpstreamServer
     started: float  #: perf_counter() when it began
     failure: str  #: why it failed; "" when the answer was truncated (TCP comes next)
+    retry: bool = False  #: it timed out before the server's timeout: retry that server
 
 
 def _unhelpful(server: UpstreamServer, rcode: int) -> str:

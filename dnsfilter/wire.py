@@ -12,7 +12,14 @@ import enum
 import struct
 from typing import NamedTuple
 
-from dnsfilter.errors import BadVersion, DropPacket, FormatError, NotImplementedOpcode, WireError
+from dnsfilter.errors import (
+    BadVersion,
+    DropPacket,
+    FormatError,
+    NotImplementedOpcode,
+    Unverifiable,
+    WireError,
+)
 
 HEADER_LEN = 12
 #: Largest UDP reply sent without EDNS (RFC 1035 4.2.1).
@@ -52,6 +59,7 @@ class Rcode(enum.IntEnum):
     NXDOMAIN = 3  #: the name does not exist
     NOTIMP = 4  #: the opcode is not implemented
     REFUSED = 5  #: policy refuses the query
+    NOTAUTH = 9  #: a signature (TSIG) we cannot check (RFC 8945)
     BADVERS = 16  #: EDNS version not supported (extended rcode, RFC 6891)
 
 
@@ -126,8 +134,8 @@ def parse_query(
 ) -> Query:
     """Parse a query's header, question and OPT record.
 
-    Raises DropPacket, NotImplementedOpcode, FormatError or BadVersion, all WireErrors:
-    nothing else escapes, whatever the bytes.
+    Raises DropPacket, NotImplementedOpcode, FormatError, BadVersion or Unverifiable, all
+    WireErrors: nothing else escapes, whatever the bytes.
     """
     try:
         msg_id, flags, qdcount, ancount, nscount, arcount = _HEADER.unpack_from(data)
@@ -178,7 +186,7 @@ def parse_query(
             edns = True
             do = bool(opt_flags & _DO)
             if version != 0:
-                raise BadVersion(f"EDNS version {version}")
+                raise BadVersion(f"EDNS version {version}", question_end)
             if transport is Transport.UDP:
                 max_size = max(CLASSIC_UDP_SIZE, min(payload, udp_limit))
     # tuple.__new__ directly: half the cost of the NamedTuple's own __new__.
@@ -226,11 +234,18 @@ def name_text(labels: tuple[bytes, ...] | list[bytes]) -> str:
     return ".".join("".join([table[b] for b in label]) for label in labels)
 
 
+_TSIG = 250
+_SIG = 24  #: as SIG(0) (RFC 2931): in the additional section, class ANY
+
+
 def _find_opt(
     data: bytes, pos: int, ancount: int, nscount: int, arcount: int
 ) -> tuple[int, int, int] | None:
-    """Walk the records after the question; return (payload, version, flags) of the OPT."""
+    """Walk the records after the question; return (payload, version, flags) of the OPT.
+
+    Raises Unverifiable for a TSIG or SIG(0) signature, which we have no key to check."""
     found: tuple[int, int, int] | None = None
+    question_end = pos
     size = len(data)
     first_additional = ancount + nscount
     for index in range(ancount + nscount + arcount):
@@ -242,6 +257,12 @@ def _find_opt(
         pos += 10 + rdlen
         if pos > size:
             raise FormatError("record data runs past the end")
+        if rtype == _TSIG or (rtype == _SIG and index >= first_additional and rclass == 255):
+            if rtype == _TSIG and (index != ancount + nscount + arcount - 1 or pos != size):
+                raise FormatError("TSIG record is not the last one")
+            if rtype == _TSIG:
+                raise Unverifiable("TSIG-signed query", question_end, owner_start)
+            raise Unverifiable("SIG(0)-signed query", question_end, None)
         if rtype == QType.OPT:
             if index < first_additional:
                 raise FormatError("OPT record outside the additional section")
@@ -361,17 +382,59 @@ def build_reply(
 
 
 def error_reply(data: bytes, rcode: Rcode) -> bytes:
-    """A header-only reply for a query whose question cannot be trusted (FORMERR, NOTIMP)."""
+    """A header-only reply for a query whose question cannot be trusted (FORMERR, NOTIMP).
+
+    RA says recursion is available for QUERY; for another opcode it means nothing, and
+    stays clear."""
     msg_id, flags = _TYPE_CLASS.unpack_from(data)
-    flags = _QR | _RA | (flags & (_OPCODE_MASK | _RD)) | rcode
+    ra = 0 if flags & _OPCODE_MASK else _RA
+    flags = _QR | ra | (flags & (_OPCODE_MASK | _RD)) | rcode
     return _HEADER.pack(msg_id, flags, 0, 0, 0, 0)
 
 
-def badvers_reply(data: bytes) -> bytes:
-    """BADVERS (RFC 6891 6.1.3): header-only but for an OPT carrying version 0."""
+def badvers_reply(data: bytes, question_end: int = HEADER_LEN) -> bytes:
+    """BADVERS (RFC 6891 6.1.3): the question echoed, as in every other error reply, and an
+    OPT carrying version 0."""
     msg_id, flags = _TYPE_CLASS.unpack_from(data)
-    flags = _QR | _RA | (flags & _RD) | (Rcode.BADVERS & 0xF)
-    return _HEADER.pack(msg_id, flags, 0, 0, 0, 1) + opt_record(False, Rcode.BADVERS >> 4)
+    flags = _QR | _RA | (flags & _ECHOED_FLAGS) | (Rcode.BADVERS & 0xF)
+    qdcount = 1 if question_end > HEADER_LEN else 0
+    return (
+        _HEADER.pack(msg_id, flags, qdcount, 0, 0, 1)
+        + data[HEADER_LEN:question_end]
+        + opt_record(False, Rcode.BADVERS >> 4)
+    )
+
+
+def notauth_reply(data: bytes, question_end: int, tsig_start: int | None) -> bytes:
+    """NOTAUTH for a signed query we cannot verify: for TSIG, an unsigned TSIG record with
+    error BADKEY and the query's key, algorithm, time and original ID (RFC 8945 5.2)."""
+    msg_id, flags = _TYPE_CLASS.unpack_from(data)
+    flags = reply_flags(flags, Rcode.NOTAUTH)
+    question = data[HEADER_LEN:question_end]
+    if tsig_start is None:
+        return _HEADER.pack(msg_id, flags, 1, 0, 0, 0) + question
+    key = encode_labels(read_labels(data, tsig_start))
+    rdata_start = skip_name(data, tsig_start) + 10
+    after_algorithm = skip_name(data, rdata_start)
+    algorithm = encode_labels(read_labels(data, rdata_start))
+    time_and_fudge = data[after_algorithm : after_algorithm + 8]
+    (mac_size,) = _U16.unpack_from(data, after_algorithm + 8)
+    original_id = data[after_algorithm + 10 + mac_size : after_algorithm + 12 + mac_size]
+    if len(time_and_fudge) != 8 or len(original_id) != 2:
+        raise FormatError("TSIG record runs past the end")
+    no_mac = no_other_data = b"\x00\x00"
+    rdata = algorithm + time_and_fudge + no_mac + original_id + _U16.pack(_BADKEY) + no_other_data
+    tsig = key + _RR_FIXED.pack(_TSIG, 255, 0, len(rdata)) + rdata
+    return _HEADER.pack(msg_id, flags, 1, 0, 0, 1) + question + tsig
+
+
+#: TSIG error: the key is not known here (RFC 8945 4.3.3).
+_BADKEY = 17
+
+
+def encode_labels(labels: tuple[bytes, ...]) -> bytes:
+    """The uncompressed wire form of a name's labels."""
+    return b"".join(bytes((len(label),)) + label for label in labels) + b"\x00"
 
 
 def truncate_for(q: Query, reply: bytes) -> bytes:

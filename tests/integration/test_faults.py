@@ -247,7 +247,9 @@ def test_slow_upstream_gets_a_stale_answer_in_time_then_refreshes(
     # The resolution went on in the background and refreshed the entry.
     assert wait_until(lambda: rdata_texts(server.udp("www.example.test")) == ["192.0.2.12"], 3)
     assert count(server, "cached") >= 1
-    assert len(upstream_a.calls_for("www.example.test")) == 2
+    # The fill, the refresh, and the refresh's UDP retries while the upstream was slow.
+    retried = server.metric("dnsfilter_upstream_retries_total", upstream=upstream_a.address)
+    assert len(upstream_a.calls_for("www.example.test")) == 2 + int(retried or 0)
 
 
 def test_popular_entry_is_prefetched_before_it_expires(

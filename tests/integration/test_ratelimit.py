@@ -11,6 +11,7 @@ import pytest
 
 from tests.fakes import ScriptedUpstream
 from tests.integration.conftest import StartDnsFilter, base_config
+from tests.nsd import NsdServer
 
 pytestmark = pytest.mark.integration
 
@@ -43,16 +44,28 @@ def test_a_client_over_its_rate_is_refused_and_counted(
     assert len(scripted_upstream.calls_for("www.example.test")) == 1  # the rest were cached
 
 
-def test_any_gets_the_rfc8482_answer_without_asking_upstream(
-    start_dnsfilter: StartDnsFilter, scripted_upstream: ScriptedUpstream
+def test_any_is_minimal_only_for_a_name_that_has_records(
+    start_dnsfilter: StartDnsFilter, nsd_upstream: NsdServer
 ) -> None:
-    scripted_upstream.add("www.example.test", "A", "192.0.2.10")
-    server = start_dnsfilter(base_config([scripted_upstream.address]))
+    """RFC 8482 lets a responder answer ANY with a subset; it does not let it make a name
+    exist (RFC 8020) or put a HINFO beside a CNAME: what the upstream says of those stands."""
+    server = start_dnsfilter(base_config([nsd_upstream.address]))
     for reply in (server.udp("www.example.test", "ANY"), server.tcp("www.example.test", "ANY")):
         assert reply.rcode() == dns.rcode.NOERROR
         assert [(r.rdtype, r[0].to_text()) for r in reply.answer] == [
             (dns.rdatatype.HINFO, '"RFC8482" ""')
         ]
+    assert server.metric("dnsfilter_queries_total", result="minimal", qtype="ANY", protocol="udp")
+    assert server.metric("dnsfilter_queries_total", result="cached", qtype="ANY", protocol="tcp")
+    missing = server.udp("nothing-here.example.test", "ANY")
+    assert missing.rcode() == dns.rcode.NXDOMAIN
+    assert [r.rdtype for r in missing.authority] == [dns.rdatatype.SOA]
+    alias = server.udp("alias.example.test", "ANY")
+    assert [(r.rdtype, r[0].to_text()) for r in alias.answer] == [
+        (dns.rdatatype.CNAME, "www.example.test.")
+    ]
+    # wild.example.test owns nothing but has *.wild below it: an empty non-terminal.
+    empty = server.udp("wild.example.test", "ANY")
+    assert (empty.rcode(), empty.answer) == (dns.rcode.NOERROR, [])
+    assert [r.rdtype for r in empty.authority] == [dns.rdatatype.SOA]
     assert server.udp("banned.example.test", "ANY").answer == []  # blocked: null mode, NODATA
-    assert scripted_upstream.calls == []
-    assert server.metric("dnsfilter_queries_total", result="minimal", qtype="ANY", protocol="tcp")

@@ -42,8 +42,8 @@ SERVER_KEYS = (
 UPSTREAM_KEYS = "dead_time, health_check_interval, resolv_conf, servers, timeout"
 ENTRY_KEYS = "address, ca_file, port, timeout, tls, tls_name"
 POLICY_KEYS = (
-    "cname_inspection, lists, mode, networks, response_ip_blocking, sinkhole_ipv4, "
-    "sinkhole_ipv6, ttl"
+    "cname_inspection, lists, mode, networks, non_recursive, response_ip_blocking, "
+    "sinkhole_ipv4, sinkhole_ipv6, ttl"
 )
 CACHE_KEYS = (
     "enabled, max_entries, max_ttl, min_ttl, negative_max_ttl, prefetch, prefetch_min_hits, "

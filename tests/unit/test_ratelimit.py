@@ -327,22 +327,6 @@ def test_ipv6_clients_share_their_64() -> None:
 # ANY (RFC 8482)
 
 
-@pytest.mark.parametrize("transport", [Transport.UDP, Transport.TCP], ids=["udp", "tcp"])
-def test_any_gets_one_synthetic_hinfo_and_no_upstream_call(transport: Transport) -> None:
-    upstream = FakeUpstream()
-    handler = make_handler(upstream)
-    wire = send(handler, "192.0.2.1", "Mixed.Example.TEST", "ANY", edns=True, transport=transport)
-    assert isinstance(wire, bytes)
-    reply = dns.message.from_wire(wire)
-    assert reply.rcode() == dns.rcode.NOERROR
-    assert reply.question[0].name.to_text() == "Mixed.Example.TEST."
-    assert [(r.rdtype, r.ttl, r[0].to_text()) for r in reply.answer] == [
-        (dns.rdatatype.HINFO, 3600, '"RFC8482" ""')
-    ]
-    assert upstream.calls == 0
-    assert handler.stats.queries[("lan", transport.value, "ANY", "minimal")] == 1
-
-
 def test_any_of_a_blocked_name_is_blocked() -> None:
     config = parse_config(
         """

@@ -11,7 +11,7 @@ import dns.rrset
 import pytest
 
 from dnsfilter.cache import TtlPolicy, make_entry
-from dnsfilter.scrub import MAX_CHAIN_LINKS, RefusedAnswer, scrub
+from dnsfilter.scrub import MAX_CHAIN_LINKS, RefusedAnswer, is_minimal_any, minimal_any, scrub
 from dnsfilter.wire import scan_response
 
 RR = tuple[str, str, str]  #: owner, type, rdata (TTL 300, class IN)
@@ -221,3 +221,39 @@ def test_nodata_after_a_cname_keeps_the_soa_of_the_targets_zone() -> None:
         authority=[("example.org.", "SOA", SOA), ("example.test.", "SOA", SOA)],
     )
     assert kept(wire) == [(1, "alias.example.test.", "CNAME"), (2, "example.org.", "SOA")]
+
+
+# ANY (RFC 8482): minimal for a name that has records, the upstream's word otherwise
+
+
+def test_any_for_a_name_with_records_is_one_hinfo_with_their_smallest_ttl() -> None:
+    query = dns.message.make_query("www.example.test", "ANY", use_edns=0)
+    reply = dns.message.make_response(query)
+    reply.answer.append(dns.rrset.from_text("www.example.test.", 120, "IN", "A", "1.2.3.4"))
+    reply.answer.append(dns.rrset.from_text("www.example.test.", 7200, "IN", "TXT", '"x"'))
+    wire, scan = minimal_any(*scrub(reply.to_wire(), scan_response(reply.to_wire()), True))
+    message = dns.message.from_wire(wire)
+    assert [(r.rdtype, r.ttl, r[0].to_text()) for r in message.answer] == [
+        (dns.rdatatype.HINFO, 120, '"RFC8482" ""')
+    ]
+    entry = make_entry(wire, scan, 0.0, TtlPolicy())
+    assert entry is not None and is_minimal_any(entry.body)
+
+
+@pytest.mark.parametrize(
+    "wire",
+    [
+        pytest.param(response("nope.example.test", "ANY", rcode=dns.rcode.NXDOMAIN), id="nxdomain"),
+        pytest.param(
+            response("ent.example.test", "ANY", authority=[("example.test.", "SOA", SOA)]),
+            id="empty-non-terminal",
+        ),
+        pytest.param(
+            response("alias.example.test", "ANY", [("alias.example.test.", "CNAME", "w.test.")]),
+            id="cname-owner",
+        ),
+    ],
+)
+def test_any_for_a_name_without_records_is_what_the_upstream_said(wire: bytes) -> None:
+    scan = scan_response(wire)
+    assert minimal_any(wire, scan) == (wire, scan)

@@ -19,12 +19,20 @@ import dns.opcode
 import dns.rcode
 import dns.rdatatype
 import dns.rdtypes.ANY.SOA
+import dns.tsigkeyring
 import pytest
 from dnslib import QTYPE, RR, SOA, A, DNSHeader, DNSQuestion, DNSRecord
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dnsfilter.errors import BadVersion, DropPacket, FormatError, NotImplementedOpcode, WireError
+from dnsfilter.errors import (
+    BadVersion,
+    DropPacket,
+    FormatError,
+    NotImplementedOpcode,
+    Unverifiable,
+    WireError,
+)
 from dnsfilter.wire import (
     CLASSIC_UDP_SIZE,
     DEFAULT_UDP_SIZE,
@@ -44,6 +52,7 @@ from dnsfilter.wire import (
     error_reply,
     make_query,
     negative_soa,
+    notauth_reply,
     opt_record,
     parse_query,
     read_name,
@@ -645,13 +654,13 @@ def test_answer_record_bytes() -> None:
         pytest.param(
             header(0x5555, 0x2000 | RD) + question(),
             Rcode.NOTIMP,
-            "5555 a184 0000 0000 0000 0000",
-            id="notimp-notify-opcode-copied",
+            "5555 a104 0000 0000 0000 0000",
+            id="notimp-notify-opcode-copied-no-ra",
         ),
         pytest.param(
             header(0x0001, 0x2800, 1, 1, 1, 1),
             Rcode.NOTIMP,
-            "0001 a884 0000 0000 0000 0000",
+            "0001 a804 0000 0000 0000 0000",
             id="notimp-update-counts-zeroed",
         ),
     ],
@@ -677,11 +686,15 @@ def test_badvers_reply() -> None:
     assert (msg.id, msg.edns) == (0x1234, 0)
 
 
-def test_badvers_reply_without_rd() -> None:
+def test_badvers_reply_without_rd_echoes_cd_and_the_question() -> None:
     data = header(0x4321, CD, 1, 0, 0, 1) + question() + opt_rr(version=2, flags=DO)
-    wire = badvers_reply(data)
-    assert wire[:4] == bytes.fromhex("4321 8080")
-    assert decode(wire).rcode() == dns.rcode.BADVERS
+    with pytest.raises(BadVersion) as raised:
+        parse_query(data, CLIENT, Transport.UDP)
+    wire = badvers_reply(data, raised.value.question_end)
+    assert wire[:6] == bytes.fromhex("4321 8090 0001")
+    message = decode(wire)
+    assert message.rcode() == dns.rcode.BADVERS
+    assert message.question == decode(data).question
 
 
 def _padded_reply(q: Query, size: int, rcode: Rcode = Rcode.NOERROR) -> bytes:
@@ -1156,3 +1169,53 @@ def test_qnames_of_different_wire_names_differ(labels: list[bytes]) -> None:
     assert read_name(_question(*labels), 12) == q.qname
     upper = parse_query(_question(*(label.upper() for label in labels)), CLIENT, Transport.UDP)
     assert upper.qname == q.qname
+
+
+# ---------------------------------------------------------------------------------------
+# Signed queries: NOTAUTH, never an answer as if the signature had been checked
+
+
+def _signed(algorithm: str = "hmac-sha256") -> bytes:
+    query = dns.message.make_query("www.example.test", "A", use_edns=0)
+    query.id = 0x2468
+    keyring = dns.tsigkeyring.from_text({"k.example.": "c2VjcmV0"})
+    query.use_tsig(keyring, keyname="k.example.", algorithm=f"{algorithm}.")
+    return query.to_wire()
+
+
+def test_a_tsig_signed_query_is_unverifiable() -> None:
+    data = _signed()
+    with pytest.raises(Unverifiable) as raised:
+        parse_query(data, CLIENT, Transport.UDP)
+    assert raised.value.tsig_start is not None
+    wire = notauth_reply(data, raised.value.question_end, raised.value.tsig_start)
+    reply: Any = DNSRecord.parse(wire)
+    assert (reply.header.id, reply.header.rcode, reply.header.qr) == (0x2468, 9, 1)
+    assert str(reply.q.qname) == "www.example.test."
+    (tsig,) = reply.ar
+    assert (str(tsig.rname), tsig.rtype, tsig.rclass, tsig.ttl) == ("k.example.", 250, 255, 0)
+    rdata = bytes(tsig.rdata.data)
+    algorithm = b"\x0bhmac-sha256\x00"
+    assert rdata.startswith(algorithm)
+    fixed = rdata[len(algorithm) :]
+    # time signed (6) and fudge (2) copied, MAC size 0, original ID, error BADKEY, no other data
+    assert fixed[8:] == b"\x00\x00" + (0x2468).to_bytes(2, "big") + b"\x00\x11\x00\x00"
+
+
+def test_a_tsig_record_that_is_not_the_last_is_formerr() -> None:
+    data = bytearray(_signed())
+    # Move the TSIG before an extra record: bump ARCOUNT and append a dummy A record.
+    data[11] += 1
+    data += b"\x00\x00\x01\x00\x01\x00\x00\x00\x00\x00\x04\x01\x02\x03\x04"
+    with pytest.raises(FormatError, match="TSIG"):
+        parse_query(bytes(data), CLIENT, Transport.UDP)
+
+
+def test_a_sig0_signed_query_is_unverifiable_without_a_tsig_to_echo() -> None:
+    sig0 = b"\x00" + struct.pack("!HHIH", 24, 255, 0, 19) + bytes(19)
+    data = header(0x1357, RD, 1, 0, 0, 1) + question() + sig0
+    with pytest.raises(Unverifiable) as raised:
+        parse_query(data, CLIENT, Transport.UDP)
+    assert raised.value.tsig_start is None
+    wire = notauth_reply(data, raised.value.question_end, None)
+    assert wire[:12] == bytes.fromhex("1357 8189 0001 0000 0000 0000")
