@@ -27,7 +27,7 @@ from dnsfilter.cache import (
     make_passthrough,
 )
 from dnsfilter.config import Config, HostPort, UpstreamServer, read_resolv_conf
-from dnsfilter.errors import ConfigError, UpstreamError
+from dnsfilter.errors import ConfigError, UpstreamError, UpstreamTimeout
 from dnsfilter.lists.model import BlockList
 from dnsfilter.metrics import UpstreamStats
 from dnsfilter.names import plain_tail
@@ -80,6 +80,7 @@ _FORWARDED = ReplyKind.FORWARDED
 _new_tuple = tuple.__new__
 _PROHIBITED = ede_option(EdeCode.PROHIBITED, "client is not in a configured network")
 _UNREACHABLE = ede_option(EdeCode.NETWORK_ERROR, "no upstream answered")
+_NO_ANSWER = ede_option(EdeCode.NO_REACHABLE_AUTHORITY, "no upstream answered in time")
 _STALE = ede_option(EdeCode.STALE_ANSWER, "no upstream answered")
 #: Refreshes (prefetches, and resolutions that outlived their stale answer) at once; past
 #: this, a prefetch is skipped and the entry simply expires.
@@ -422,12 +423,14 @@ class Resolver:
     def _servfail(self, q: Query, verdict: Verdict, exc: UpstreamError | None) -> Reply:
         ede = b""
         if q.edns:
-            # EDE 0 with the reason for an answer refused on its content; else nobody answered.
-            ede = (
-                ede_option(EdeCode.OTHER, str(exc))
-                if isinstance(exc, RefusedAnswer)
-                else (_UNREACHABLE)
-            )
+            # EDE 0 with the reason for an answer refused on its content, 22 when every
+            # upstream stayed silent, else 23: some refused, failed or could not be reached.
+            if isinstance(exc, RefusedAnswer):
+                ede = ede_option(EdeCode.OTHER, str(exc))
+            elif isinstance(exc, UpstreamTimeout):
+                ede = _NO_ANSWER
+            else:
+                ede = _UNREACHABLE
         return Reply(build_reply(q, Rcode.SERVFAIL, ede=ede), ReplyKind.SERVFAIL, verdict)
 
     # -- Coalescing: misses that wait on an identical one --------------------------------

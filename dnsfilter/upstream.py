@@ -92,13 +92,16 @@ random_id = _RandomIds()
 os.register_at_fork(after_in_child=random_id.refill)
 
 
-def upstream_query(q: Query, msg_id: int) -> bytes:
+def upstream_query(q: Query, msg_id: int, edns: bool = True) -> bytes:
     """The query we send upstream: our ID, RD set, the client's CD, question and DO bit.
 
-    We always speak EDNS upstream, whatever the client sent, so one cached answer can
-    serve clients with and without EDNS (the OPT is rebuilt per client when serving).
+    We speak EDNS upstream, whatever the client sent, so one cached answer can serve
+    clients with and without EDNS (the OPT is rebuilt per client when serving); edns False
+    for a server that rejects it (RFC 6891 7).
     """
     flags = _RD | (q.flags & _CD)
+    if not edns:
+        return _HEADER.pack(msg_id, flags, 1, 0, 0, 0) + q.wire[HEADER_LEN : q.question_end]
     return (
         _HEADER.pack(msg_id, flags, 1, 0, 0, 1)
         + q.wire[HEADER_LEN : q.question_end]
@@ -699,6 +702,8 @@ class UpstreamGroup:
         self._dead_until: dict[UpstreamServer, float] = {}
         #: (smoothed RTT, RTT variation) of each server's UDP answers, in seconds
         self._rtt: dict[UpstreamServer, tuple[float, float]] = {}
+        #: servers that answered FORMERR or NOTIMP to EDNS: asked without it until then
+        self._no_edns_until: dict[UpstreamServer, float] = {}
         #: the connection pool of each DNS-over-TLS server
         self.tls_pools = {s: TlsPool(s) for s in self.servers if s.tls}
 
@@ -724,6 +729,27 @@ class UpstreamGroup:
             srtt = 0.875 * srtt + 0.125 * seconds
         self._rtt[server] = (srtt, rttvar)
         self.stats.rtt[server.name] = srtt
+
+    def speaks_edns(self, server: UpstreamServer) -> bool:
+        """False for a while after server rejected a query for its OPT record."""
+        until = self._no_edns_until.get(server)
+        if until is None:
+            return True
+        if until <= self._clock():
+            del self._no_edns_until[server]
+            return True
+        return False
+
+    def _edns_rejected(self, server: UpstreamServer, scan: ResponseScan, edns: bool) -> bool:
+        """Whether scan answers an EDNS query with FORMERR or NOTIMP: then the server is
+        asked without EDNS for EDNS_FALLBACK_TIME (unbound remembers it in its infra cache),
+        and a client is never told that its own valid query was malformed."""
+        if not edns or scan.rcode not in _EDNS_REJECTIONS:
+            return False
+        if server not in self._no_edns_until:
+            log.info("%s rejects EDNS (%s): asking it without EDNS", server.name, scan.rcode)
+        self._no_edns_until[server] = self._clock() + EDNS_FALLBACK_TIME
+        return True
 
     def _retried(self, server: UpstreamServer) -> None:
         self.stats.retries[server.name] += 1
@@ -765,10 +791,14 @@ class UpstreamGroup:
                     done(None, FirstTry(server, started, str(error), retry=True))
                     return
                 self._failed(server, error, started)
-                done(None, FirstTry(server, started, str(error)))
+                timed_out = isinstance(error, UpstreamTimeout)
+                done(None, FirstTry(server, started, str(error), timed_out=timed_out))
                 return
             assert data is not None and scan is not None
             self._rtt_sample(server, time.perf_counter() - started)
+            if self._edns_rejected(server, scan, edns):
+                done(None, FirstTry(server, started, "", retry=True))  # again, without EDNS
+                return
             if scan.flags & _TC:
                 done(None, FirstTry(server, started, ""))
                 return
@@ -778,7 +808,8 @@ class UpstreamGroup:
                 return
             done(UpstreamAnswer(data, scan, server.name), None)
 
-        query = upstream_query(q, random_id())
+        edns = self.speaks_edns(server)
+        query = upstream_query(q, random_id(), edns)
         question = q.wire[HEADER_LEN : q.question_end]
         loop = asyncio.get_running_loop()
         try:
@@ -791,10 +822,11 @@ class UpstreamGroup:
         """Ask the servers in turn until one answers; first: how start() began it."""
         question = q.wire[HEADER_LEN : q.question_end]
 
-        def query() -> bytes:
-            return upstream_query(q, random_id())
+        def query(edns: bool) -> bytes:
+            return upstream_query(q, random_id(), edns)
 
         failures: list[str] = []
+        timeouts = 0
         servers = self._order()
         truncated_at = None  #: the start of a try whose UDP answer was truncated
         resumed: FirstTry | None = None  #: a first UDP try that timed out, to go on from
@@ -813,6 +845,7 @@ class UpstreamGroup:
                 data, scan = await self._try(server, query, question, truncated_at, resumed)
             except UpstreamError as exc:
                 failures.append(str(exc))
+                timeouts += isinstance(exc, UpstreamTimeout)
                 continue
             finally:
                 truncated_at = resumed = None
@@ -821,6 +854,11 @@ class UpstreamGroup:
                 failures.append(_unhelpful(server, scan.rcode))
                 continue
             return UpstreamAnswer(data, scan, server.name)
+        # Every server silent (EDE 22 for the client) or some refusing or unreachable (23).
+        if first is not None and first.timed_out:
+            timeouts += 1
+        if timeouts == len(failures):
+            raise UpstreamTimeout("; ".join(failures))
         raise UpstreamError("; ".join(failures))
 
     async def close(self) -> None:
@@ -831,7 +869,7 @@ class UpstreamGroup:
         """Ask every server for the root NS records: any answer means it is up."""
         question = make_query("", QType.NS)[HEADER_LEN:]
 
-        def query() -> bytes:
+        def query(edns: bool) -> bytes:
             return make_query("", QType.NS, random_id())
 
         for server in self.servers:
@@ -841,32 +879,43 @@ class UpstreamGroup:
     async def _try(
         self,
         server: UpstreamServer,
-        query: Callable[[], bytes],
+        query: Callable[[bool], bytes],
         question: bytes,
         truncated_at: float | None = None,
         resumed: FirstTry | None = None,
     ) -> tuple[bytes, ResponseScan]:
         """One exchange with one server (UDP, then TCP if truncated), counted and timed.
 
-        Each call of query() makes a fresh message with a fresh random ID. truncated_at:
+        Each call of query(edns) makes a fresh message with a fresh random ID. truncated_at:
         the UDP part already happened at that time (start()) and was truncated. resumed:
-        start()'s first UDP try, which timed out; the retries go on within its budget.
+        start()'s first UDP try, which timed out (or was rejected for its EDNS); the tries
+        go on within its budget. A FORMERR or NOTIMP to EDNS is asked again without it.
         """
         timeout = server.timeout or self.timeout
         started = time.perf_counter() if truncated_at is None else truncated_at
         if resumed is not None:
             started = resumed.started
+        tries = 0 if resumed is None else 1
         try:
-            if server.tls:
-                data, scan = await self.tls_pools[server].exchange(query(), question, timeout)
-            elif truncated_at is not None:
-                data, scan = await tcp_exchange(server.address, query(), question, timeout)
-            else:
-                data, scan = await self._udp(
-                    server, query, question, started, 0 if resumed is None else 1
-                )
-                if scan.flags & _TC:
-                    data, scan = await tcp_exchange(server.address, query(), question, timeout)
+            for _ in range(2):  # with EDNS, and once more without if the server rejects it
+                edns = self.speaks_edns(server)
+
+                def message(edns: bool = edns) -> bytes:
+                    return query(edns)
+
+                if server.tls:
+                    exchange = self.tls_pools[server].exchange(message(), question, timeout)
+                    data, scan = await exchange
+                elif truncated_at is not None:
+                    data, scan = await tcp_exchange(server.address, message(), question, timeout)
+                else:
+                    data, scan = await self._udp(server, message, question, started, tries)
+                    if scan.flags & _TC:
+                        data, scan = await tcp_exchange(
+                            server.address, message(), question, timeout
+                        )
+                if not self._edns_rejected(server, scan, edns):
+                    break
         except UpstreamError as exc:
             self._failed(server, exc, started)
             raise
@@ -949,11 +998,17 @@ class FirstTry(NamedTuple):
     started: float  #: perf_counter() when it began
     failure: str  #: why it failed; "" when the answer was truncated (TCP comes next)
     retry: bool = False  #: it timed out before the server's timeout: retry that server
+    timed_out: bool = False  #: it failed for the server's whole timeout, unanswered
 
 
 def _unhelpful(server: UpstreamServer, rcode: int) -> str:
     return f"{server.name}: {_rcode_name(rcode)}"
 
+
+#: rcodes with which a server rejects an EDNS query it does not understand (RFC 6891 7)
+_EDNS_REJECTIONS = frozenset((int(Rcode.FORMERR), int(Rcode.NOTIMP)))
+#: how long a server that rejected EDNS is asked without it (unbound: infra-host-ttl, 900 s)
+EDNS_FALLBACK_TIME = 900.0
 
 #: rcodes after which another server is tried, as plain ints (IntEnum compares cost more)
 _UNHELPFUL = frozenset((int(Rcode.SERVFAIL), int(Rcode.REFUSED)))

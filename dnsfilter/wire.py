@@ -87,6 +87,7 @@ class EdeCode(enum.IntEnum):
     STALE_ANSWER = 3  #: an expired cache entry, served because no upstream answered
     BLOCKED = 15  #: the name is on a blocklist
     PROHIBITED = 18  #: the client may not use this resolver
+    NO_REACHABLE_AUTHORITY = 22  #: every upstream was asked and none answered in time
     NETWORK_ERROR = 23  #: no upstream could be reached
 
 
