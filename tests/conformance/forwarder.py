@@ -7,13 +7,24 @@ Everything is the distribution's default but for what FORWARDER_SETTINGS lists, 
 why: what makes unbound forward every name to an authoritative server on loopback and
 answer it as a recursive resolver would, without DNSSEC validation (dnsfilter does not
 validate either) and with nothing learnt from anywhere else.
+
+Defaults of unbound 1.17 the suite's expectations (known.py) rest on, as
+`unbound-checkconf -o` prints them: minimal-responses yes (no authority or additional
+records in positive answers), edns-buffer-size 1232 (advertised) but max-udp-size 4096
+(the largest UDP reply it sends), ede no (no Extended DNS Errors), hide-version and
+hide-identity no (it answers version.bind and id.server in CHAOS), cache-max-ttl 86400,
+cache-max-negative-ttl 3600, prefetch no, serve-expired no, deny-any no (ANY is forwarded).
+The harden-* defaults are left alone: harden-glue (yes) keeps out-of-zone glue out of the
+cache, which nsd never sends; harden-below-nxdomain (yes) acts only on DNSSEC-secure
+NXDOMAIN and harden-dnssec-stripped only with a validator, neither of which is here;
+harden-referral-path is off already.
 """
 
 from __future__ import annotations
 
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import dns.exception
@@ -56,13 +67,15 @@ FORWARDER_SETTINGS: tuple[tuple[str, str], ...] = (
     ("do-ip6: no", "the suite speaks IPv4 only"),
     (
         "infra-keep-probing: yes",
-        "an upstream that REFUSEs one name (outside nsd's zones) must not make unbound stop "
-        "asking it for every other name",
+        "defensive: nsd REFUSEs the names outside its zones, and unbound must keep asking "
+        "its only upstream for every other name, whatever it concluded about it",
     ),
 )
 
+
 class UnboundForwarder(Daemon):
-    """unbound on 127.0.0.1 (UDP and TCP) forwarding "." to upstream (``host@port``)."""
+    """unbound on 127.0.0.1 (UDP and TCP) forwarding "." to upstream (``host@port``), and
+    the zones of ``forward`` (zone -> ``host@port``) to their own servers."""
 
     name = "unbound"
 
@@ -70,12 +83,14 @@ class UnboundForwarder(Daemon):
         self,
         upstream: str,
         local_zones: Sequence[tuple[str, str]] = (),
+        forward: Mapping[str, str] | None = None,
         *,
         startup_timeout: float = 10.0,
     ) -> None:
         super().__init__(find_unbound(), startup_timeout)
         self.upstream = upstream
         self.local_zones = list(local_zones)
+        self.forward = dict(forward or {})
         self.host = "127.0.0.1"
 
     def _pick_port(self) -> int:
@@ -116,6 +131,8 @@ class UnboundForwarder(Daemon):
             f"    forward-addr: {self.upstream}",
             "",
         ]
+        for zone, address in self.forward.items():
+            lines += ["forward-zone:", f'    name: "{zone}."', f"    forward-addr: {address}", ""]
         return "\n".join(lines)
 
     def _check_config(self) -> None:

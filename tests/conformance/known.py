@@ -22,7 +22,7 @@ import dns.rdatatype
 
 from tests.conformance.compare import Difference
 from tests.conformance.observe import Case
-from tests.conformance.zones import BLOCKED, BLOCKED_NX
+from tests.conformance.zones import BLOCKED, BLOCKED_NX, OLD
 
 
 class Status(enum.Enum):
@@ -148,7 +148,7 @@ KNOWN: tuple[Known, ...] = (
         asks(BLOCKED, BLOCKED_NX),
         _fields("authority"),
         "NODATA / NXDOMAIN without an SOA",
-        "a synthetic SOA dnsfilter.invalid. with the policy TTL (60) as MINIMUM",
+        "a synthetic SOA dnsfilter.invalid. with the policy TTL (default 60) as MINIMUM",
         "RFC 2308 5: a negative answer without an SOA must not be cached downstream; the SOA "
         "makes the stub's cache keep it for the policy's TTL",
         lambda d: d.unbound == "{}" and "dnsfilter.invalid." in d.dnsfilter,
@@ -193,10 +193,23 @@ KNOWN: tuple[Known, ...] = (
         "13",
         asks("dangling.conf.test.", "nope.olddept.conf.test."),
         _fields("ttl.answer"),
-        "the CNAME / DNAME of an NXDOMAIN answer keeps its TTL (300)",
-        "every record clamped to the negative TTL (60)",
+        "the CNAME / DNAME of an NXDOMAIN answer keeps its TTL (3600)",
+        "every record clamped to the negative TTL (900, the SOA MINIMUM)",
         "acceptable (RFC 2308 5 caches the whole negative answer for the SOA's TTL), but to be "
         "documented in the README",
+    ),
+    Known(
+        "edns-formerr-no-fallback",
+        Status.OPEN,
+        "13",
+        asks(f"www.{OLD}.", f"nope.{OLD}."),
+        _fields("rcode answer authority"),
+        "retries without EDNS: www NOERROR A 192.0.2.230; nope NXDOMAIN + SOA",
+        "the upstream's FORMERR passed to the client, for a valid query (every variant, "
+        "with or without EDNS: dnsfilter always speaks EDNS upstream)",
+        "RFC 6891 7: on FORMERR to EDNS retry without it (and remember that per upstream); "
+        "a client must never be told its own valid query was malformed",
+        lambda d: d.field != "rcode" or d.dnsfilter == "FORMERR",
     ),
     Known(
         "cname-not-chased",

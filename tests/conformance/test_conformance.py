@@ -36,9 +36,10 @@ import pytest
 from tests.conformance.cases import groups
 from tests.conformance.compare import Difference, compare, ttl_behaviour
 from tests.conformance.forwarder import UnboundForwarder
+from tests.conformance.intolerant import EdnsIntolerantRelay
 from tests.conformance.known import KNOWN, Known
 from tests.conformance.runner import Results, run
-from tests.conformance.zones import BLOCKED, BLOCKED_NX, ZONES
+from tests.conformance.zones import BLOCKED, BLOCKED_NX, OLD, ZONES
 from tests.integration.harness import DnsFilter, demo_list
 from tests.nsd import NsdServer
 
@@ -48,11 +49,12 @@ pytestmark = pytest.mark.integration
 UNBOUND_BLOCKED = ((BLOCKED, "always_null"), (BLOCKED_NX, "always_nxdomain"))
 
 
-def dnsfilter_config(nsd: str) -> dict[str, Any]:
+def dnsfilter_config(nsd: str, intolerant: str) -> dict[str, Any]:
     return {
         "server": {"listen": ["127.0.0.1:0"]},
         # No health probes: nothing but the suite's own queries reaches nsd.
         "upstream": {"servers": [nsd], "health_check_interval": 0},
+        "forward_zones": {OLD: [intolerant]},
         "networks": {"loopback": ["127.0.0.0/8"]},
         "lists": {"blocked": {"file": "blocked.yaml"}},
         "policies": {"default": {"networks": ["loopback"], "lists": ["blocked"]}},
@@ -71,9 +73,13 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Results]:
     tmp: Path = tmp_path_factory.mktemp("conformance")
     with (
         NsdServer(zones=ZONES) as nsd,
-        UnboundForwarder(f"127.0.0.1@{nsd.port}", UNBOUND_BLOCKED) as unbound,
+        EdnsIntolerantRelay((nsd.host, nsd.port)) as relay,
+        UnboundForwarder(
+            f"127.0.0.1@{nsd.port}", UNBOUND_BLOCKED, {OLD: f"127.0.0.1@{relay.port}"}
+        ) as unbound,
     ):
-        dnsfilter = DnsFilter(tmp, dnsfilter_config(nsd.address), {"blocked": BLOCKED_LIST})
+        config = dnsfilter_config(nsd.address, f"127.0.0.1:{relay.port}")
+        dnsfilter = DnsFilter(tmp, config, {"blocked": BLOCKED_LIST})
         dnsfilter.start()
         try:
             yield run(

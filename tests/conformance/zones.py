@@ -1,20 +1,21 @@
 """The zones nsd serves to both resolvers, and the questions the suite asks about them.
 
 Each record is there for one case, named in its comment; QUESTIONS asks about every one.
-TTLs are 30 s or more (but for the TTL 0 case), so nothing expires between a question's
-first ask and its repeat, however slow the machine: the suite asks each question twice,
-about a second apart, and TTLs must have counted down by the second time.
+Every TTL (and negative TTL) is 300 s or more, but for the TTL 0 case: a question's repeat
+comes one round (some 20 s, more on a loaded machine) after its first ask, and nothing may
+expire or be prefetched (at 90% of its life) in between, or the TTL would go back up.
 """
 
 from __future__ import annotations
 
 from typing import NamedTuple
 
-#: SOA MINIMUM values: conf.test's negative TTL is its MINIMUM (60); other.test's SOA TTL
-#: (40) is below its MINIMUM (7200), so RFC 2308 makes 40 the negative TTL; long.test's is
-#: 7200, above both resolvers' cap on negative TTLs (3600).
-CONF_MINIMUM = 60
-OTHER_SOA_TTL = 40
+#: SOA MINIMUM values: conf.test's negative TTL is its MINIMUM (900, below the records'
+#: 3600, so a negative answer's CNAME shows the clamp); other.test's SOA TTL (900) is below
+#: its MINIMUM (7200), so RFC 2308 makes 900 the negative TTL; long.test's is 7200, above
+#: both resolvers' cap on negative TTLs (3600).
+CONF_MINIMUM = 900
+OTHER_SOA_TTL = 900
 LONG_MINIMUM = 7200
 
 #: The TXT record sizes: bigtxt's answer is above 1232 bytes, hugetxt's above 4096.
@@ -31,7 +32,7 @@ def _txt(owner: str, count: int) -> str:
 
 CONF_ZONE = f"""\
 $ORIGIN conf.test.
-$TTL 300
+$TTL 3600
 @        IN SOA  ns1.conf.test. hostmaster.conf.test. 2024010101 3600 900 604800 {CONF_MINIMUM}
 @        IN NS   ns1
 @        IN MX   10 mail
@@ -85,13 +86,13 @@ week 604800 IN A 192.0.2.7
 zero 0   IN A    192.0.2.8
 ; DNSSEC records, unsigned in truth (neither resolver validates): served only with DO
 signed   IN A    192.0.2.90
-signed   IN RRSIG A 13 3 300 20370101000000 20240101000000 12345 conf.test. \
+signed   IN RRSIG A 13 3 3600 20370101000000 20240101000000 12345 conf.test. \
     c2lnbmF0dXJlLW9mLW5vdGhpbmctYXQtYWxsLWl0LWlzLWEtdGVzdC1zaWduYXR1cmUtb2YtNjQtYnl0ZQ==
 """
 
 OTHER_ZONE = f"""\
 $ORIGIN other.test.
-$TTL 600
+$TTL 3600
 @        {OTHER_SOA_TTL} IN SOA ns1.other.test. hostmaster.other.test. 1 3600 900 604800 7200
 @        IN NS   ns1.conf.test.
 www      IN A    192.0.2.200
@@ -106,7 +107,23 @@ $TTL {LONG_MINIMUM}
 www      IN A    192.0.2.210
 """
 
-ZONES = {"conf.test": CONF_ZONE, "other.test": OTHER_ZONE, "long.test": LONG_ZONE}
+#: Reached through an EDNS-intolerant relay (intolerant.py): FORMERR to any query with EDNS.
+OLD_ZONE = """\
+$ORIGIN old.test.
+$TTL 3600
+@        IN SOA  ns1.old.test. hostmaster.old.test. 1 3600 900 604800 900
+@        IN NS   ns1.conf.test.
+www      IN A    192.0.2.230
+"""
+#: The zone only the EDNS-intolerant relay forwards to.
+OLD = "old.test"
+
+ZONES = {
+    "conf.test": CONF_ZONE,
+    "other.test": OTHER_ZONE,
+    "long.test": LONG_ZONE,
+    OLD: OLD_ZONE,
+}
 
 #: A name that the dnsfilter policy blocks (mode null) and unbound answers from a local zone
 #: of type always_null: both synthesize the blocked answer without asking nsd.
@@ -171,6 +188,8 @@ QUESTIONS: tuple[Question, ...] = tuple(
         *_q("nope.long.test.", "A"),
         *_q("www.long.test.", "A"),
         *_q("unserved.example.", "A"),
+        *_q(f"www.{OLD}.", "A"),
+        *_q(f"nope.{OLD}.", "A"),
         *_q(f"{BLOCKED}.", "A", "AAAA", "TXT"),
         *_q(f"{BLOCKED_NX}.", "A"),
         *_q("www.conf.test.", "ANY"),
