@@ -155,8 +155,8 @@ def groups() -> list[list[Case]]:
     for case in QUESTION_CASES:
         assert case.question is not None
         # Names whose labels join to the same dotted text (www\.victim and www.victim) go
-        # in one group: a cache keyed by that text answers the second from the first, and
-        # which comes first must not depend on the threads.
+        # in one group, so that if a cache ever keys them alike again (issue 16), which is
+        # asked first, and so what the suite sees, does not depend on the threads.
         labels = dns.name.from_text(case.question.qname).labels
         key = (b".".join(labels).lower(), case.question.qtype)
         by_question.setdefault(key, []).append(case)

@@ -223,18 +223,6 @@ KNOWN: tuple[Known, ...] = (
         "authoritative upstream (forward_zones) dnsfilter passes the unfinished chain on",
     ),
     Known(
-        "escaped-label-collision",
-        Status.OPEN,
-        "13",
-        asks("www.victim.conf.test."),
-        _fields("*"),
-        "NXDOMAIN (only the single label `www.victim` exists, as www\\.victim.conf.test)",
-        "NOERROR, A 192.0.2.66: the cached answer for www\\.victim.conf.test, asked first",
-        "the cache key is the dotted text of the name, so the label `www.victim` and the "
-        "labels `www`, `victim` share a key (cache poisoning across names, RFC 4343 2.1); "
-        "the wire-form key under way fixes it",
-    ),
-    Known(
         "referral-not-cached",
         Status.OPEN,
         "13",
