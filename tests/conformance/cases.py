@@ -2,7 +2,8 @@
 
 Raw cases are queries dnspython would not send on its own, or sends only with help: RD
 clear, TSIG-signed, unknown opcodes, EDNS version 1, QDCOUNT 0 and 2, two OPT records,
-EDNS options (unknown, cookie, padding, NSID), the AD bit in a query, CHAOS class. Their
+EDNS options (unknown, cookie, padding, NSID), the AD bit in a query, CHAOS class, class
+ANY, a zone transfer (AXFR) asked of a resolver. Their
 tags name them for the known-difference table.
 """
 
@@ -130,6 +131,8 @@ RAW_CASES: tuple[Case, ...] = tuple(
             _builder(lambda: _make(edns=0, options=[dns.edns.NSIDOption(b"")])),
             "option",
         ),
+        *_raw("axfr", _builder(lambda: _make("conf.test.", "AXFR")), "axfr"),
+        *_raw("class-any", _builder(lambda: _make(rdclass="ANY")), "class-any"),
         *_raw(
             "chaos-version",
             _builder(lambda: _make("version.bind.", "TXT", rdclass="CH")),

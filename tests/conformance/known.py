@@ -257,6 +257,18 @@ KNOWN: tuple[Known, ...] = (
         "FORMERR with RA=1 and no question",
         "RFC 1035 4.1.1: RA has meaning for a query; cosmetic, as for NOTIMP (issue 17)",
     ),
+    Known(
+        "axfr-forwarded",
+        Status.OPEN,
+        "13",
+        tagged("axfr"),
+        _fields("rcode flag.ra"),
+        "REFUSED, RA=0, from unbound itself",
+        "forwarded to nsd over UDP (AXFR is TCP-only, RFC 5936 4.2) and nsd's NOTIMP passed "
+        "on, RA=1",
+        "a resolver does not transfer zones: refuse AXFR / IXFR without asking an upstream "
+        "(NOTIMP says the opcode is unknown, which it is not)",
+    ),
     # -- open: issue 17 ---------------------------------------------------------------------
     Known(
         "any-nxdomain",

@@ -84,10 +84,11 @@ sp\\032ace IN A  192.0.2.67
 ; TTLs: a week (above both resolvers' 86400 cap), zero (never cached)
 week 604800 IN A 192.0.2.7
 zero 0   IN A    192.0.2.8
-; DNSSEC records, unsigned in truth (neither resolver validates): served only with DO
+; a DNSSEC record, a fake (neither resolver validates): nsd serves it when asked for
+; type RRSIG, and does not add it to DO answers, as the zone is not signed as a whole
 signed   IN A    192.0.2.90
-signed   IN RRSIG A 13 3 3600 20370101000000 20240101000000 12345 conf.test. \
-    c2lnbmF0dXJlLW9mLW5vdGhpbmctYXQtYWxsLWl0LWlzLWEtdGVzdC1zaWduYXR1cmUtb2YtNjQtYnl0ZQ==
+signed   IN RRSIG A 13 3 3600 20370101000000 20240101000000 12345 conf.test. (
+    c2lnbmF0dXJlLW9mLW5vdGhpbmctYXQtYWxsLWl0LWlzLWEtdGVzdC1zaWduYXR1cmUtb2YtNjQtYnl0ZQ== )
 """
 
 OTHER_ZONE = f"""\
@@ -169,7 +170,7 @@ QUESTIONS: tuple[Question, ...] = tuple(
         *_q("ent.conf.test.", "A"),
         *_q("b.ent.conf.test.", "TXT"),
         *_q("a.b.ent.conf.test.", "A"),
-        *_q("sub.conf.test.", "NS", "A"),
+        *_q("sub.conf.test.", "NS", "A", "DS"),
         *_q("www.sub.conf.test.", "A"),
         *_q("many.conf.test.", "A"),
         *_q("bigtxt.conf.test.", "TXT"),
@@ -182,7 +183,7 @@ QUESTIONS: tuple[Question, ...] = tuple(
         *_q(r"sp\032ace.conf.test.", "A"),
         *_q("week.conf.test.", "A"),
         *_q("zero.conf.test.", "A"),
-        *_q("signed.conf.test.", "A"),
+        *_q("signed.conf.test.", "A", "RRSIG"),
         *_q("www.other.test.", "A"),
         *_q("nope.other.test.", "A"),
         *_q("nope.long.test.", "A"),
