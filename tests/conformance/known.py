@@ -92,7 +92,7 @@ KNOWN: tuple[Known, ...] = (
     Known(
         "any-minimal-answer",
         Status.DELIBERATE,
-        "RFC 8482",
+        "17",
         asks("www.conf.test.", qtype="ANY"),
         _fields("answer authority additional ttl.answer"),
         "every record of the name (A and AAAA) from nsd",
@@ -115,18 +115,18 @@ KNOWN: tuple[Known, ...] = (
     Known(
         "blocked-ede",
         Status.DELIBERATE,
-        "RFC 8914",
+        "13",
         asks(BLOCKED, BLOCKED_NX),
         _fields("edns.options"),
         "no EDNS option (unbound's `ede: no` default)",
         "EDE 15 Blocked, with the list's name",
-        "tells the client (and its user) why the name does not resolve",
+        "RFC 8914: tells the client (and its user) why the name does not resolve",
         lambda d: d.dnsfilter == "['ede:15']",
     ),
     Known(
         "blocked-negative-soa",
         Status.DELIBERATE,
-        "RFC 2308",
+        "13",
         asks(BLOCKED, BLOCKED_NX),
         _fields("authority"),
         "NODATA / NXDOMAIN without an SOA",
@@ -138,13 +138,13 @@ KNOWN: tuple[Known, ...] = (
     Known(
         "servfail-ede",
         Status.DELIBERATE,
-        "RFC 8914",
+        "13",
         asks("unserved.example.", "loop1.conf.test."),
         _fields("edns.options"),
         "SERVFAIL without an EDNS option (`ede: no` default)",
         "SERVFAIL with EDE 23 Network Error (unserved.example: nsd REFUSEs it) or EDE 0 "
         "(loop1: the CNAME loop, issue 17)",
-        "says why the resolution failed",
+        "RFC 8914: says why the resolution failed",
         lambda d: d.unbound == "[]" and d.dnsfilter in ("['ede:23']", "['ede:0']"),
     ),
     Known(

@@ -20,8 +20,8 @@ and TTL behaviour. A difference must be explained by exactly the rows of known.K
 say why; anything else fails, and so does a row that no longer explains anything (it was
 fixed: delete the row).
 
-One run per module: nsd, unbound and dnsfilter start once, about 8,000 queries go out on
-six threads (some 15 s on a quiet 2-core machine), and the tests read the results.
+One run per module: nsd, unbound and dnsfilter start once, about 8,200 queries go out on
+six threads (25-45 s on the shared 2-core machine), and the tests read the results.
 """
 
 from __future__ import annotations
