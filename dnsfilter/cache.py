@@ -35,9 +35,14 @@ if TYPE_CHECKING:
 
 _HEADER = struct.Struct("!HHHHHH")
 _U32 = struct.Struct("!I")
+_QR = 0x8000
 _TC = 0x0200
-_AA = 0x0400
 _RD = 0x0100
+_RA = 0x0080
+_AD = 0x0020
+_CD = 0x0010
+#: Copied from the client's query into every reply from an entry (RFC 1035 4.1.1, RFC 6840 5.9).
+_ECHOED = _RD | _CD
 _CLASS_IN = 1
 _TYPE_A = int(QType.A)  # a plain int: comparing with the enum member costs a lookup a query
 _TYPE_SOA = int(QType.SOA)
@@ -64,7 +69,7 @@ def CacheKey(qname: str, qtype: int, qclass: int, do: bool, cd: bool) -> Key:
 class Layout(NamedTuple):
     """An entry's header values and where its TTLs are; equal layouts are one object."""
 
-    flags: int  #: upstream flags, AA and RD cleared, rcode (low 4 bits) kept
+    flags: int  #: QR, RA, the rcode's low 4 bits and the upstream's TC and AD (see _build_entry)
     ancount: int
     nscount: int
     arcount: int  #: without the OPT record
@@ -196,9 +201,10 @@ class CacheEntry:
         return rendered
 
     def reply(
-        self, msg_id: int, query_flags: int, question: bytes, opt: bytes, now: float
+        self, msg_id: int, query_flags: int, question: bytes, opt: bytes, now: float, do: bool
     ) -> bytes:
-        """The full reply for a client: its ID, RD bit and question; our OPT if it sent EDNS."""
+        """The full reply for a client: its ID, RD and CD bits and question; our OPT if it
+        sent EDNS; AD as the upstream set it if the client asked with DO or AD."""
         flags, ancount, nscount, arcount, _ = self.layout
         state = self._hit
         # body_at's first test, inline: a hit within the second of the last one calls nothing.
@@ -207,22 +213,42 @@ class CacheEntry:
         else:
             body = self.body_at(now)
         header = _HEADER.pack(
-            msg_id, flags | (query_flags & _RD), 1, ancount, nscount, arcount + (1 if opt else 0)
+            msg_id,
+            reply_header_flags(flags, query_flags, do),
+            1,
+            ancount,
+            nscount,
+            arcount + (1 if opt else 0),
         )
         return b"".join((header, question, body, opt))
 
     def stale_reply(
-        self, msg_id: int, query_flags: int, question: bytes, opt: bytes, ttl: int
+        self, msg_id: int, query_flags: int, question: bytes, opt: bytes, ttl: int, do: bool
     ) -> bytes:
         """As reply(), for an expired entry: every TTL is ttl (RFC 8767 4)."""
         flags, ancount, nscount, arcount, offsets = self.layout
         header = _HEADER.pack(
-            msg_id, flags | (query_flags & _RD), 1, ancount, nscount, arcount + (1 if opt else 0)
+            msg_id,
+            reply_header_flags(flags, query_flags, do),
+            1,
+            ancount,
+            nscount,
+            arcount + (1 if opt else 0),
         )
         body = bytearray(self.body)
         for offset in offsets:
             _U32.pack_into(body, offset, ttl)
         return b"".join((header, question, body, opt))
+
+
+def reply_header_flags(entry_flags: int, query_flags: int, do: bool) -> int:
+    """The flags of a reply served from an entry, the same for fresh, cached, prefetched and
+    stale answers: the entry's, RD and CD echoed from the query, and AD kept only for a
+    client that asked with DO or AD (RFC 6840 5.7); a client that did not gets AD clear."""
+    flags = entry_flags | (query_flags & _ECHOED)
+    if flags & _AD and not (do or query_flags & _AD):
+        return flags & ~_AD
+    return flags
 
 
 class TtlPolicy(NamedTuple):
@@ -316,7 +342,11 @@ def _build_entry(
             parts.append(wire[ref.start : ref.end])
             length += ref.end - ref.start
         body = _with_ttls(b"".join(parts), offsets, ttls)
-    flags = (scan.flags & ~(_AA | _RD | 0xF)) | (rcode & 0xF)
+    # The header is a resolver's, not the upstream's: RA set (the upstream may be an
+    # authoritative server that clears it), AA never (we are not the authority, RFC 1035
+    # 4.1.1), RD and CD echoed per client; of the upstream's bits only TC (a passthrough
+    # reply) and AD (whether the upstream validated the answer) are kept. Z is cleared.
+    flags = _QR | _RA | (scan.flags & (_TC | _AD)) | (rcode & 0xF)
     layout = _shared(Layout(flags, counts[0], counts[1], counts[2], tuple(offsets)))
     # The stored body carries the clamped TTLs: at age 0 it is its own rendering, and the
     # TTLs need no tuple of their own.

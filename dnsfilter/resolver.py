@@ -255,7 +255,7 @@ class Resolver:
             if blocked is not None:
                 return self._blocked(q, blocked)
         opt = opt_record(q.do) if q.edns else b""
-        wire = entry.reply(q.id, q.flags, q.wire[HEADER_LEN : q.question_end], opt, now)
+        wire = entry.reply(q.id, q.flags, q.wire[HEADER_LEN : q.question_end], opt, now, q.do)
         if len(wire) > q.max_size:
             wire = truncate_for(q, wire)
         return _new_tuple(Reply, (wire, _CACHED, verdict))
@@ -293,7 +293,7 @@ class Resolver:
             if blocked is not None:
                 return self._blocked(q, blocked)
         opt = opt_record(q.do, options=_STALE) if q.edns else b""
-        wire = entry.stale_reply(q.id, q.flags, q.question, opt, self.stale_ttl)
+        wire = entry.stale_reply(q.id, q.flags, q.question, opt, self.stale_ttl, q.do)
         return Reply(truncate_for(q, wire), ReplyKind.STALE, verdict)
 
     async def close(self) -> None:
@@ -514,7 +514,7 @@ class Resolver:
         if entry is None:
             entry = make_passthrough(answer.wire, answer.scan, now)
         opt = opt_record(q.do) if q.edns else b""
-        wire = entry.reply(q.id, q.flags, q.wire[HEADER_LEN : q.question_end], opt, now)
+        wire = entry.reply(q.id, q.flags, q.wire[HEADER_LEN : q.question_end], opt, now, q.do)
         if len(wire) > q.max_size:
             wire = truncate_for(q, wire)
         kind = _MINIMAL if q.qtype == _ANY and is_minimal_any(entry.body) else _FORWARDED

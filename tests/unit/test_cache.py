@@ -81,7 +81,7 @@ def served_ttls(wire: bytes) -> list[int]:
 
 
 def render(entry: CacheEntry, now: float, opt: bytes = b"", flags: int = RD) -> bytes:
-    return entry.reply(0x4242, flags, CLIENT_QUESTION, opt, now)
+    return entry.reply(0x4242, flags, CLIENT_QUESTION, opt, now, False)
 
 
 # ---------------------------------------------------------------------------------------
@@ -347,13 +347,13 @@ def test_reply_ttls_any_order_of_ages() -> None:
 
 def test_reply_uses_client_header_and_question() -> None:
     entry = cached(_TWO_A)
-    wire = entry.reply(0x4242, CD, CLIENT_QUESTION, b"", NOW)
+    wire = entry.reply(0x4242, CD, CLIENT_QUESTION, b"", NOW, False)
     assert wire[:2] == b"\x42\x42"
     assert wire[12 : 12 + len(CLIENT_QUESTION)] == CLIENT_QUESTION
     msg = dns.message.from_wire(wire)
     assert msg.id == 0x4242
-    # RD from the client (clear here); QR, RA kept from upstream; AA cleared.
-    assert msg.flags & ~0xF == dns.flags.QR | dns.flags.RA
+    # RD and CD from the client (RD clear, CD set here); QR and RA ours; AA cleared.
+    assert msg.flags & ~0xF == dns.flags.QR | dns.flags.RA | dns.flags.CD
     assert msg.rcode() == dns.rcode.NOERROR
     assert msg.question[0].name.to_text() == "WWW.ExAmPlE.cOm."
     # dnslib compressed the owners to 0xC00C, so they now read in the client's spelling.
@@ -467,7 +467,7 @@ def test_same_age_same_bytes_and_body_never_mutated() -> None:
     assert entry.body == body
     # Another client at the same age gets the same records under its own header and question.
     other_question = question(b"\x03www\x07example\x03COM\x00")
-    other = entry.reply(0x0101, 0, other_question, b"", NOW + 7.2)
+    other = entry.reply(0x0101, 0, other_question, b"", NOW + 7.2, False)
     assert other[:2] == b"\x01\x01"
     assert other[12 + len(other_question) :] == first[12 + len(CLIENT_QUESTION) :]
     assert entry.body == body
@@ -771,7 +771,7 @@ def test_stale_reply_sets_every_ttl(edns: bool) -> None:
     )
     entry = cached(wire)
     opt = opt_record(False) if edns else b""
-    stale = entry.stale_reply(0x4242, RD, CLIENT_QUESTION, opt, 30)
+    stale = entry.stale_reply(0x4242, RD, CLIENT_QUESTION, opt, 30, False)
     assert served_ttls(stale) == [30, 30, 30]
     fresh = render(entry, NOW + 10, opt)
     assert len(stale) == len(fresh)
@@ -782,7 +782,7 @@ def test_stale_reply_sets_every_ttl(edns: bool) -> None:
 
 def test_stale_reply_of_negative_answer_keeps_rcode() -> None:
     entry = cached(response(rcode=3, authority=[SOA_300]))
-    stale = dns.message.from_wire(entry.stale_reply(0x4242, RD, CLIENT_QUESTION, b"", 30))
+    stale = dns.message.from_wire(entry.stale_reply(0x4242, RD, CLIENT_QUESTION, b"", 30, False))
     assert stale.rcode() == dns.rcode.NXDOMAIN
     assert [rrset.ttl for rrset in stale.authority] == [30]
 

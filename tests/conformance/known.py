@@ -1,0 +1,319 @@
+"""Every difference between dnsfilter and unbound that the suite expects, once, with why.
+
+A row selects the cases it covers (by question or raw-case tag), the fields it explains
+and, where the field alone is not precise enough, what the two values must be. Status:
+
+- DELIBERATE: dnsfilter answers otherwise on purpose; the reason says why.
+- OPEN: a known difference that is not fixed yet; the issue that will fix it. Whoever fixes
+  it deletes the row (the suite fails while a row explains nothing, so it cannot linger).
+- REFERENCE: unbound's answer is the odd one; dnsfilter's is the one RFCs ask for.
+
+Any difference no row explains fails the suite.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from typing import NamedTuple
+
+import dns.name
+
+from tests.conformance.compare import Difference
+from tests.conformance.observe import Case
+from tests.conformance.zones import BLOCKED, BLOCKED_NX, OLD
+
+
+class Status(enum.Enum):
+    DELIBERATE = "deliberate"
+    OPEN = "open"
+    REFERENCE = "unbound is the odd one"
+
+
+class Known(NamedTuple):
+    rule: str
+    status: Status
+    issue: str  #: the issue that decided it or will fix it
+    select: Callable[[Case], bool]
+    fields: frozenset[str]  #: the fields explained; "*" for every field of the case
+    unbound: str  #: what unbound answers (as observed)
+    dnsfilter: str  #: what dnsfilter answers (as observed)
+    reason: str
+    check: Callable[[Difference], bool] = lambda d: True
+
+    def explains(self, d: Difference) -> bool:
+        return (
+            ("*" in self.fields or d.field in self.fields) and self.select(d.case) and self.check(d)
+        )
+
+
+def asks(*qnames: str, qtype: str | None = None) -> Callable[[Case], bool]:
+    """Cases asking one of qnames (any letter case), of qtype if given."""
+    names = {dns.name.from_text(n) for n in qnames}
+
+    def select(case: Case) -> bool:
+        q = case.question
+        return (
+            q is not None
+            and dns.name.from_text(q.qname) in names
+            and (qtype is None or q.qtype == qtype)
+        )
+
+    return select
+
+
+def tagged(tag: str) -> Callable[[Case], bool]:
+    return lambda case: tag in case.tags
+
+
+def _fields(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
+def _udp_4096(case: Case) -> bool:
+    v = case.variant
+    return v is not None and v.transport == "udp" and v.payload == 4096
+
+
+KNOWN: tuple[Known, ...] = (
+    # -- deliberate -------------------------------------------------------------------------
+    Known(
+        "udp-payload-capped-at-1232",
+        Status.DELIBERATE,
+        "17",
+        lambda c: _udp_4096(c) and asks("bigtxt.conf.test.")(c),
+        _fields("flag.tc answer authority additional"),
+        "the 2.1 kB TXT answer whole over UDP (the client offered 4096)",
+        "TC=1, empty: replies are capped at udp_payload_size (1232)",
+        "DNS Flag Day 2020: 1232 avoids IP fragmentation, which off-path spoofing relies on; "
+        "the client retries over TCP",
+        lambda d: d.field != "flag.tc" or (d.unbound, d.dnsfilter) == ("0", "1"),
+    ),
+    Known(
+        "any-minimal-answer",
+        Status.DELIBERATE,
+        "17",
+        asks("www.conf.test.", qtype="ANY"),
+        _fields("answer authority additional ttl.answer"),
+        "every record of the name (A and AAAA) from nsd",
+        'one synthetic HINFO "RFC8482" "" (TTL 3600), upstream not asked',
+        "RFC 8482 4.2 lets a resolver answer ANY with a subset; ANY is the favourite query of "
+        "reflection attacks",
+    ),
+    Known(
+        "blocked-not-authoritative",
+        Status.DELIBERATE,
+        "13",
+        asks(BLOCKED, BLOCKED_NX),
+        _fields("flag.aa"),
+        "AA=1 (a local-zone always_null / always_nxdomain answer)",
+        "AA=0",
+        "dnsfilter is not the authority for a name it blocks (RFC 1035 4.1.1); the answer is "
+        "a policy's, like every other answer it gives",
+        lambda d: (d.unbound, d.dnsfilter) == ("1", "0"),
+    ),
+    Known(
+        "blocked-ede",
+        Status.DELIBERATE,
+        "13",
+        asks(BLOCKED, BLOCKED_NX),
+        _fields("edns.options"),
+        "no EDNS option (unbound's `ede: no` default)",
+        "EDE 15 Blocked, with the list's name",
+        "RFC 8914: tells the client (and its user) why the name does not resolve",
+        lambda d: d.dnsfilter == "['ede:15']",
+    ),
+    Known(
+        "blocked-negative-soa",
+        Status.DELIBERATE,
+        "13",
+        asks(BLOCKED, BLOCKED_NX),
+        _fields("authority"),
+        "NODATA / NXDOMAIN without an SOA",
+        "a synthetic SOA dnsfilter.invalid. with the policy TTL (default 60) as MINIMUM",
+        "RFC 2308 5: a negative answer without an SOA must not be cached downstream; the SOA "
+        "makes the stub's cache keep it for the policy's TTL",
+        lambda d: d.unbound == "{}" and "dnsfilter.invalid." in d.dnsfilter,
+    ),
+    Known(
+        "servfail-ede",
+        Status.DELIBERATE,
+        "13",
+        asks("unserved.example.", "loop1.conf.test."),
+        _fields("edns.options"),
+        "SERVFAIL without an EDNS option (`ede: no` default)",
+        "SERVFAIL with EDE 23 Network Error (unserved.example: nsd REFUSEs it) or EDE 0 "
+        "(loop1: the CNAME loop, issue 17)",
+        "RFC 8914: says why the resolution failed",
+        lambda d: d.unbound == "[]" and d.dnsfilter in ("['ede:23']", "['ede:0']"),
+    ),
+    Known(
+        "minimal-responses-ns-glue",
+        Status.DELIBERATE,
+        "13",
+        asks("conf.test.", qtype="NS"),
+        _fields("additional"),
+        "the address of ns1.conf.test (it keeps glue for an NS query even with minimal-responses)",
+        "nothing: with server.minimal_responses (on by default) additional is empty",
+        "smaller replies, less for a reflection attack; the stub asks for the address it needs",
+        lambda d: d.dnsfilter == "{}",
+    ),
+    Known(
+        "chaos-identity",
+        Status.DELIBERATE,
+        "13",
+        tagged("chaos"),
+        _fields("*"),
+        'its own version (version.bind CH TXT "unbound 1.17.1"; `hide-version: no`)',
+        "forwarded to nsd, which REFUSEs CHAOS: SERVFAIL",
+        "dnsfilter never discloses its version or host name; CHAOS queries are the "
+        "upstream's to answer",
+    ),
+    # -- open: issue 13 ---------------------------------------------------------------------
+    Known(
+        "negative-answer-ttl-clamp",
+        Status.OPEN,
+        "13",
+        asks("dangling.conf.test.", "nope.olddept.conf.test."),
+        _fields("ttl.answer"),
+        "the CNAME / DNAME of an NXDOMAIN answer keeps its TTL (3600)",
+        "every record clamped to the negative TTL (900, the SOA MINIMUM)",
+        "acceptable (RFC 2308 5 caches the whole negative answer for the SOA's TTL), but to be "
+        "documented in the README",
+    ),
+    Known(
+        "edns-formerr-no-fallback",
+        Status.OPEN,
+        "13",
+        asks(f"www.{OLD}.", f"nope.{OLD}."),
+        _fields("rcode answer authority"),
+        "retries without EDNS: www NOERROR A 192.0.2.230; nope NXDOMAIN + SOA",
+        "the upstream's FORMERR passed to the client, for a valid query (every variant, "
+        "with or without EDNS: dnsfilter always speaks EDNS upstream)",
+        "RFC 6891 7: on FORMERR to EDNS retry without it (and remember that per upstream); "
+        "a client must never be told its own valid query was malformed",
+        lambda d: d.field != "rcode" or d.dnsfilter == "FORMERR",
+    ),
+    Known(
+        "cname-not-chased",
+        Status.OPEN,
+        "13",
+        asks("outside.conf.test."),
+        _fields("*"),
+        "SERVFAIL (it chases host.unserved.example., which nsd REFUSEs)",
+        "NOERROR with the lone CNAME nsd returned",
+        "RFC 1034 3.6.2 / 5.3.3: a recursive resolver follows the chain; through an "
+        "authoritative upstream (forward_zones) dnsfilter passes the unfinished chain on",
+    ),
+    Known(
+        "referral-scrubbed",
+        Status.OPEN,
+        "13",
+        asks("sub.conf.test.", "www.sub.conf.test."),
+        _fields("authority additional"),
+        "nsd's referral passed on: NOERROR, NS sub.conf.test in authority, its glue",
+        "NOERROR with every section empty (the scrub keeps no NS, minimal_responses no glue): "
+        "a NODATA without an SOA, which no cache below may keep (RFC 2308 5)",
+        "a resolver that reaches an authoritative server should follow the referral (here: "
+        "SERVFAIL, ns.sub does not answer); neither answer is a resolver's",
+        lambda d: d.dnsfilter == "{}",
+    ),
+    Known(
+        "formerr-reply",
+        Status.OPEN,
+        "13",
+        tagged("qdcount"),
+        _fields("flag.ra qdcount question"),
+        "FORMERR with RA=0; QDCOUNT 2 echoes both questions",
+        "FORMERR with RA=1 and no question",
+        "RFC 1035 4.1.1: RA has meaning for a query; cosmetic, as for NOTIMP (issue 17)",
+    ),
+    Known(
+        "axfr-forwarded",
+        Status.OPEN,
+        "13",
+        tagged("axfr"),
+        _fields("rcode flag.ra"),
+        "REFUSED, RA=0, from unbound itself",
+        "forwarded to nsd over UDP (AXFR is TCP-only, RFC 5936 4.2) and nsd's NOTIMP passed "
+        "on, RA=1",
+        "a resolver does not transfer zones: refuse AXFR / IXFR without asking an upstream "
+        "(NOTIMP says the opcode is unknown, which it is not)",
+    ),
+    # -- open: issue 17 ---------------------------------------------------------------------
+    Known(
+        "any-nxdomain",
+        Status.OPEN,
+        "17",
+        asks("nope.conf.test.", "ent.conf.test.", qtype="ANY"),
+        _fields("rcode answer authority ttl.countdown"),
+        "nope: NXDOMAIN + SOA; ent (an empty non-terminal): NOERROR, no answer, SOA",
+        'NOERROR with a synthetic HINFO "RFC8482": the name is made to exist',
+        "RFC 8482 4 allows a subset, never an answer for a name that has none (RFC 8020)",
+    ),
+    Known(
+        "any-cname-owner",
+        Status.OPEN,
+        "17",
+        asks("alias.conf.test.", qtype="ANY"),
+        _fields("answer ttl.countdown"),
+        "the CNAME",
+        "a HINFO at a name that owns a CNAME",
+        "RFC 8482 4.2: no synthesized HINFO where a CNAME exists",
+    ),
+    Known(
+        "rd0",
+        Status.OPEN,
+        "17",
+        tagged("rd0"),
+        _fields("rcode answer authority additional ttl.countdown"),
+        "REFUSED (access-control allow, not allow_snoop)",
+        "forwarded upstream and answered",
+        "RD=0 is cache snooping; refuse by default, answer from the cache only where allowed",
+    ),
+    Known(
+        "tsig-unverifiable",
+        Status.OPEN,
+        "17",
+        tagged("tsig"),
+        _fields("rcode flag.ra answer authority additional tsig ttl.countdown"),
+        "FORMERR, RA=0: the whole query echoed, the client's TSIG record (error 0, its MAC) "
+        "included",
+        "the TSIG record dropped, answered NOERROR unsigned",
+        "RFC 8945 5.2: NOTAUTH with a TSIG error BADKEY; never an unsigned answer",
+    ),
+    Known(
+        "notimp-reply",
+        Status.OPEN,
+        "17",
+        tagged("opcode"),
+        _fields("flag.ra qdcount question edns"),
+        "NOTIMP, RA=0, question echoed, OPT if the query had one",
+        "NOTIMP, RA=1, header only (no question, no OPT)",
+        "RA has meaning for QUERY only; echo the question as every other error reply does "
+        "(cosmetic)",
+    ),
+    Known(
+        "badvers-question",
+        Status.OPEN,
+        "17",
+        tagged("badvers"),
+        _fields("qdcount question"),
+        "BADVERS with the question echoed",
+        "BADVERS with QDCOUNT 0",
+        "echo the question as in every other error reply (cosmetic)",
+    ),
+    # -- unbound is the odd one -------------------------------------------------------------
+    Known(
+        "two-opt-records",
+        Status.REFERENCE,
+        "13",
+        tagged("two-opt"),
+        _fields("reply"),
+        "FORMERR echoing the whole query back, both OPT records included (dnspython cannot "
+        "parse it)",
+        "FORMERR, header only",
+        "RFC 6891 6.1.1: more than one OPT is FORMERR; dnsfilter's reply is well-formed",
+        lambda d: d.unbound.startswith("unparsable") and d.dnsfilter == "reply",
+    ),
+)
