@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import random
 import socket
 import struct
@@ -174,8 +175,10 @@ def test_tcp_connection_cap(
             _tcp_send(sock, _QUERY)
             _tcp_recv(sock)
         with socket.create_connection(("127.0.0.1", server.port), timeout=3) as extra:
-            _tcp_send(extra, _QUERY)
-            assert extra.recv(2) == b"", "a connection over the cap is closed unanswered"
+            # Closed as it is accepted: the query then meets a closed socket (a reset).
+            with contextlib.suppress(ConnectionResetError, BrokenPipeError):
+                _tcp_send(extra, _QUERY)
+                assert extra.recv(2) == b"", "a connection over the cap is closed unanswered"
     finally:
         for sock in held:
             sock.close()
