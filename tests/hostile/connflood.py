@@ -184,7 +184,7 @@ class UnreadPipelines:
 
     def _run(self) -> None:
         selector = selectors.DefaultSelector()
-        offsets = {}
+        offsets: dict[socket.socket, int] = {}
         for sock in self._sockets:
             selector.register(sock, selectors.EVENT_WRITE)
             offsets[sock] = 0
@@ -193,18 +193,18 @@ class UnreadPipelines:
                 if time.monotonic() >= self.deadline:
                     return
                 for key, _ in selector.select(0.05):
-                    sock = key.fileobj
-                    assert isinstance(sock, socket.socket)
-                    offset = offsets[sock]
+                    peer = key.fileobj
+                    assert isinstance(peer, socket.socket)
+                    offset = offsets[peer]
                     try:
-                        sent = sock.send(self.burst[offset:])
+                        sent = peer.send(self.burst[offset:])
                     except BlockingIOError:
                         continue
                     except OSError:  # reset or broken pipe: the server gave up on us
-                        selector.unregister(sock)
+                        selector.unregister(peer)
                         self.closed += 1
                         continue
                     self.sent += sent
-                    offsets[sock] = (offset + sent) % len(self.burst)
+                    offsets[peer] = (offset + sent) % len(self.burst)
         finally:
             selector.close()

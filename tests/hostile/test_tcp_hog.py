@@ -55,8 +55,9 @@ def _tcp_answers(server: DnsFilter, source: str, count: int) -> list[str]:
     for n in range(count):
         query = make(f"victim-{n}.wild.example.test")
         try:
-            reply = dns.query.tcp(query, "127.0.0.1", port=server.port, timeout=TIMEOUT,
-                                  source=source)  # fmt: skip
+            reply = dns.query.tcp(
+                query, "127.0.0.1", port=server.port, timeout=TIMEOUT, source=source
+            )
             outcomes.append(dns.rcode.to_text(reply.rcode()))
         except (OSError, EOFError, dns.exception.DNSException) as exc:
             outcomes.append(f"error: {type(exc).__name__}")
@@ -85,7 +86,7 @@ def test_one_address_with_300_connections_leaves_tcp_to_the_others(serve: Any) -
     hog = [
         socket.create_connection(
             ("127.0.0.1", server.port), timeout=3, source_address=("127.0.0.2", 0)
-        )  # fmt: skip
+        )
         for _ in range(300)
     ]
     try:
@@ -136,7 +137,7 @@ def _keepalive(reply: dns.message.Message) -> bytes | None:
     """The data of the reply's edns-tcp-keepalive option, or None when it has none."""
     for option in reply.options:
         if option.otype == dns.edns.OptionType.KEEPALIVE:
-            return option.to_wire()
+            return bytes(option.to_wire())
     return None
 
 
