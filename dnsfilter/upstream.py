@@ -97,8 +97,8 @@ class _ShortageLog:
         if now < self._next:
             return False
         log.warning(
-            "no socket for upstream queries (%s): %d queries answered stale or SERVFAIL "
-            "since the last report; raise the descriptor limit (LimitNOFILE) or lower "
+            "no socket for upstream queries (%s): %d since the last report, answered stale "
+            "or SERVFAIL; raise the descriptor limit (LimitNOFILE) or lower "
             "server.max_inflight",
             exc,
             self.unlogged,
