@@ -16,7 +16,8 @@ from dnsfilter.budget import (
     plan_budget,
     raise_descriptor_limit,
 )
-from dnsfilter.config import Config, MetricsConfig, ServerConfig, parse_config
+from dnsfilter.config import Config, MetricsConfig, ServerConfig, parse_config, with_overrides
+from dnsfilter.errors import ConfigError
 
 CONFIG = parse_config(
     """
@@ -125,3 +126,41 @@ def test_given_back_clients_are_forgotten() -> None:
     for key in keys:
         slots.give_back(key)
     assert slots.count == 0 and slots.by_client == {}
+
+
+def test_the_caps_are_configured_with_bounds() -> None:
+    config = parse_config(
+        """
+server: {max_tcp_per_client: 4, max_tcp_queued_bytes: 4096}
+metrics: {max_connections: 10, max_connections_per_client: 2, request_timeout: 0.5}
+""",
+        "cfg.yaml",
+        None,
+    )
+    assert (config.server.max_tcp_per_client, config.server.max_tcp_queued_bytes) == (4, 4096)
+    metrics = config.metrics
+    assert (metrics.max_connections, metrics.max_connections_per_client) == (10, 2)
+    assert metrics.request_timeout == 0.5
+    with pytest.raises(ConfigError) as info:
+        parse_config(
+            """
+server: {max_tcp_per_client: 0, max_tcp_queued_bytes: 100}
+metrics: {max_connections: 0, max_connections_per_client: 70000, request_timeout: 0}
+""",
+            "cfg.yaml",
+            None,
+        )
+    assert info.value.problems == [
+        "cfg.yaml:2: server.max_tcp_per_client: must be between 1 and 65536 (got 0)",
+        "cfg.yaml:2: server.max_tcp_queued_bytes: must be between 512 and 67108864 (got 100)",
+        "cfg.yaml:3: metrics.max_connections: must be between 1 and 65536 (got 0)",
+        "cfg.yaml:3: metrics.max_connections_per_client: must be between 1 and 65536 (got 70000)",
+        "cfg.yaml:3: metrics.request_timeout: must be greater than 0 and at most 60 (got 0)",
+    ]
+
+
+def test_metrics_listen_flag_keeps_the_metrics_caps() -> None:
+    config = parse_config("metrics: {max_connections: 5}\n", "cfg.yaml", None)
+    overridden = with_overrides(config, metrics_listen="127.0.0.1:9999")
+    assert overridden.metrics.max_connections == 5
+    assert overridden.metrics.listen.port == 9999
