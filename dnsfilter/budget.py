@@ -91,8 +91,8 @@ class Budget:
     def describe(self) -> str:
         return (
             f"descriptor budget {self.limit}: {self.reserved} reserved, {self.listeners} "
-            f"listeners, {self.upstream} upstream sockets ({self.inflight} queries in "
-            f"flight), {self.tcp} TCP clients, {self.http} HTTP clients"
+            f"listeners, {self.upstream} upstream sockets (for {self.inflight} cache misses "
+            f"at once), {self.tcp} TCP clients, {self.http} HTTP clients"
         )
 
 
