@@ -64,19 +64,22 @@ def _tcp_answers(server: DnsFilter, source: str, count: int) -> list[str]:
     return outcomes
 
 
-def _closed_by_peer(sockets: list[socket.socket], timeout: float) -> int:
-    """How many of sockets the server closes within timeout (EOF or reset); they send nothing,
-    so anything readable is a close."""
-    closed = 0
+def _closed_by_peer(
+    sockets: list[socket.socket], timeout: float, until: int | None = None
+) -> list[socket.socket]:
+    """Those of sockets the server closes within timeout (EOF or reset), or as soon as until
+    of them are; they send nothing, so anything readable is a close."""
+    closed: list[socket.socket] = []
     with selectors.DefaultSelector() as selector:
         for sock in sockets:
             sock.setblocking(False)
             selector.register(sock, selectors.EVENT_READ)
         deadline = time.monotonic() + timeout
-        while selector.get_map() and time.monotonic() < deadline:
+        while selector.get_map() and len(closed) != until and time.monotonic() < deadline:
             for key, _ in selector.select(0.1):
                 selector.unregister(key.fileobj)
-                closed += 1
+                assert isinstance(key.fileobj, socket.socket)
+                closed.append(key.fileobj)
     return closed
 
 
@@ -92,7 +95,13 @@ def test_one_address_with_300_connections_leaves_tcp_to_the_others(serve: Any) -
     try:
         assert _tcp_answers(server, "127.0.0.3", 10) == ["NOERROR"] * 10
         # The hog keeps its 16 slots and no more; everything past them was closed at once.
-        assert _closed_by_peer(hog, timeout=10) == 300 - PER_CLIENT
+        closed = _closed_by_peer(hog, timeout=10, until=300 - PER_CLIENT)
+        assert len(closed) == 300 - PER_CLIENT
+        kept = [sock for sock in hog if sock not in closed]
+        for sock in kept:  # ...and those 16 are served
+            sock.settimeout(TIMEOUT)
+            reply = dns.query.receive_tcp(_sent(sock, make("www.example.test")), time.time() + 3)
+            assert reply[0].rcode() == dns.rcode.NOERROR
     finally:
         for sock in hog:
             sock.close()
@@ -101,6 +110,11 @@ def test_one_address_with_300_connections_leaves_tcp_to_the_others(serve: Any) -
         == 300 - PER_CLIENT
     )
     assert server.metric("dnsfilter_tcp_connections_rejected_total", reason="global") == 0
+
+
+def _sent(sock: socket.socket, query: dns.message.Message) -> socket.socket:
+    sock.sendall(_framed(query.to_wire()))
+    return sock
 
 
 def _framed(wire: bytes) -> bytes:
@@ -170,7 +184,7 @@ def test_idle_timeout_holds_for_a_query_left_half_sent(serve: Any) -> None:
     wire = _framed(make("www.example.test").to_wire())
     with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
         sock.sendall(wire[: len(wire) // 2])  # length and half the message, then nothing
-        assert _closed_by_peer([sock], timeout=5) == 1
+        assert len(_closed_by_peer([sock], timeout=5)) == 1
     assert wait_until(
         lambda: server.metric("dnsfilter_tcp_connections_closed_total", reason="incomplete") == 1
     )
