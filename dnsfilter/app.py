@@ -13,6 +13,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+from dnsfilter.budget import descriptor_limit, log_budget, plan_budget
 from dnsfilter.config import DEFAULT_CONFIG_NAME, Config, HostPort
 from dnsfilter.errors import ConfigError, ListError
 from dnsfilter.httpserver import StatusServer
@@ -210,18 +211,28 @@ class Service(Reloading):
         self.lists_loaded = True
         # Raises ConfigError when a store cannot be opened: no serving without the audit trail.
         self.audit = build_audit_log(config.audit, metrics.audit)
+        #: this process's descriptors by share (per process: each worker has its own)
+        self.budget = plan_budget(descriptor_limit(), config)
+        metrics.budget.update(self.budget.shares())
         self.dns = DnsServer(
             self.resolver,
             config.server,
             metrics.queries,
             audit=self.audit,
             ratelimit=config.ratelimit,
+            budget=self.budget,
         )
         metrics.watch_server(self.dns.handler)
         # Looked up now, so an unknown user fails before anything is bound (ConfigError).
         server = config.server
         self.account = resolve_account(server.user, server.group) if server.user else None
-        self.status = StatusServer(metrics.registry, self.readiness)
+        self.status = StatusServer(
+            metrics.registry,
+            self.readiness,
+            config=config.metrics,
+            max_connections=self.budget.http,
+            stats=metrics.http,
+        )
         self._stop = asyncio.Event()
         self._health_task: asyncio.Task[None] | None = None
 
@@ -235,6 +246,7 @@ class Service(Reloading):
 
     async def run(self) -> int:
         """Serve until SIGTERM or SIGINT."""
+        log_budget(self.budget)
         self._start_audit()
         for address in await self.dns.start(self.config.server.listen):
             log.info("listening on %s (udp, tcp)", address)

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from dnsfilter import __version__
 from dnsfilter.app import Service, run_loop
+from dnsfilter.budget import raise_descriptor_limit
 from dnsfilter.config import Config, default_config_text, with_overrides
 from dnsfilter.egress.cli import register as register_egress
 from dnsfilter.errors import ConfigError, ListError, PrivilegeError
@@ -168,6 +169,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    # Before anything is opened: forked workers inherit the raised limit.
+    raise_descriptor_limit()
     try:
         config, lists = load()
         logging.getLogger().setLevel(config.log_level.upper())

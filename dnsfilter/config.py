@@ -83,7 +83,11 @@ class ServerConfig:
     listen: tuple[HostPort, ...] = (HostPort("127.0.0.1", 5353), HostPort("::1", 5353))
     udp_payload_size: int = 1232
     tcp_idle_timeout: float = 10.0
+    #: an upper bound: the descriptor budget may lower it (dnsfilter.budget)
     max_tcp_connections: int = 256
+    max_tcp_per_client: int = 16  #: TCP connections one IPv4 address or IPv6 /64 may hold
+    #: reply bytes queued on one TCP connection before its queries stop being read
+    max_tcp_queued_bytes: int = 65536
     max_inflight: int = 4096
     shutdown_timeout: float = 5.0  #: seconds SIGTERM waits for queries being resolved
     user: str | None = None  #: started as root: the user to switch to once bound
@@ -182,6 +186,10 @@ class ReloadConfig:
 class MetricsConfig:
     enabled: bool = True
     listen: HostPort = HostPort("127.0.0.1", 9153)
+    #: an upper bound: the descriptor budget may lower it (dnsfilter.budget)
+    max_connections: int = 64
+    max_connections_per_client: int = 8  #: per IPv4 address or IPv6 /64
+    request_timeout: float = 2.0  #: seconds a client gets to send its request head
 
 
 @dataclass(frozen=True, slots=True)
@@ -285,6 +293,8 @@ _SERVER_KEYS = frozenset(
         "udp_payload_size",
         "tcp_idle_timeout",
         "max_tcp_connections",
+        "max_tcp_per_client",
+        "max_tcp_queued_bytes",
         "max_inflight",
         "shutdown_timeout",
         "user",
@@ -300,7 +310,9 @@ _RATELIMIT_KEYS = frozenset(
 _UPSTREAM_KEYS = frozenset(
     {"servers", "resolv_conf", "timeout", "dead_time", "health_check_interval"}
 )
-_METRICS_KEYS = frozenset({"enabled", "listen"})
+_METRICS_KEYS = frozenset(
+    {"enabled", "listen", "max_connections", "max_connections_per_client", "request_timeout"}
+)
 _EGRESS_KEYS = frozenset({"approved_resolvers", "lists", "drop_doh"})
 _SERVER_ENTRY_KEYS = frozenset({"address", "port", "timeout", "tls", "tls_name", "ca_file"})
 _LIST_KEYS = frozenset({"file", "url", "format", "refresh", "cache_dir", "ca_file"})
@@ -490,7 +502,8 @@ def with_overrides(
     if metrics_listen:
         try:
             address = parse_host_port(metrics_listen, 9153)
-            config = replace(config, metrics=MetricsConfig(enabled=True, listen=address))
+            metrics = replace(config.metrics, enabled=True, listen=address)
+            config = replace(config, metrics=metrics)
         except ValueError as exc:
             problems.append(f"--metrics-listen: {exc}")
     if listen:
@@ -627,6 +640,16 @@ def _server(r: Reader, node: Mapping | None) -> ServerConfig:
             r.integer(get(node, "max_tcp_connections"), "server.max_tcp_connections", 1, 65536),
             default.max_tcp_connections,
         ),
+        max_tcp_per_client=_or(
+            r.integer(get(node, "max_tcp_per_client"), "server.max_tcp_per_client", 1, 65536),
+            default.max_tcp_per_client,
+        ),
+        max_tcp_queued_bytes=_or(
+            r.integer(
+                get(node, "max_tcp_queued_bytes"), "server.max_tcp_queued_bytes", 512, 1 << 26
+            ),
+            default.max_tcp_queued_bytes,
+        ),
         max_inflight=_or(
             r.integer(get(node, "max_inflight"), "server.max_inflight", 1, 1_000_000),
             default.max_inflight,
@@ -739,6 +762,23 @@ def _metrics(r: Reader, node: Mapping | None) -> MetricsConfig:
     return MetricsConfig(
         enabled=_or(r.boolean(get(node, "enabled"), "metrics.enabled"), default.enabled),
         listen=listen,
+        max_connections=_or(
+            r.integer(get(node, "max_connections"), "metrics.max_connections", 1, 65536),
+            default.max_connections,
+        ),
+        max_connections_per_client=_or(
+            r.integer(
+                get(node, "max_connections_per_client"),
+                "metrics.max_connections_per_client",
+                1,
+                65536,
+            ),
+            default.max_connections_per_client,
+        ),
+        request_timeout=_or(
+            r.number(get(node, "request_timeout"), "metrics.request_timeout", 0, 60),
+            default.request_timeout,
+        ),
     )
 
 

@@ -10,7 +10,8 @@ DnsFilterError
 │   ├── BadVersion       an EDNS version other than 0: answer BADVERS
 │   └── Unverifiable     signed (TSIG, SIG(0)) with a key we do not have: answer NOTAUTH
 ├── UpstreamError        no usable answer from an upstream
-│   └── UpstreamTimeout  the upstream did not answer in time
+│   ├── UpstreamTimeout  the upstream did not answer in time
+│   └── SocketUnavailable  no socket could be made to ask it (descriptors, buffers)
 └── PrivilegeError       the process could not become server.user
 """
 
@@ -75,6 +76,15 @@ class UpstreamError(DnsFilterError):
 
 class UpstreamTimeout(UpstreamError):
     """An upstream did not answer within its timeout."""
+
+
+class SocketUnavailable(UpstreamError):
+    """No socket to an upstream could be made here (EMFILE, ENFILE, ENOBUFS, ENOMEM): our
+    shortage, not the upstream's fault, so it is not marked dead and no other is tried."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason  #: the errno's name, a bounded metric label
 
 
 class PrivilegeError(DnsFilterError):

@@ -91,7 +91,11 @@ class QueryStats:
     blocked: Counter[tuple[str, str, str]] = field(default_factory=Counter)
     durations: dict[str, Histogram] = field(default_factory=dict)
     blocked_clients: dict[tuple[str, str], dict[str, float]] = field(default_factory=dict)
-    tcp_rejected: int = 0
+    #: TCP connections closed at once, by the cap that refused them (TCP_REJECT_REASONS)
+    tcp_rejected: Counter[str] = field(default_factory=Counter)
+    #: TCP connections the server closed, by why (TCP_CLOSE_REASONS)
+    tcp_closed: Counter[str] = field(default_factory=Counter)
+    tcp_paused: int = 0  #: times a connection's queries stopped being read: replies unread
 
     def duration(self, result: str) -> Histogram:
         histogram = self.durations.get(result)
@@ -127,6 +131,8 @@ class UpstreamStats:
     retries: Counter[str] = field(default_factory=Counter)
     #: each upstream's smoothed round-trip time over UDP, seconds
     rtt: dict[str, float] = field(default_factory=dict)
+    #: upstream sockets that could not be made, by errno name (EMFILE, ENFILE, ...)
+    socket_errors: Counter[str] = field(default_factory=Counter)
 
     def observe(self, upstream: str, outcome: str, seconds: float, alive: bool) -> None:
         self.requests[(upstream, outcome)] += 1
@@ -135,6 +141,24 @@ class UpstreamStats:
             histogram = self.durations[upstream] = Histogram()
         histogram.observe(seconds)
         self.up[upstream] = alive
+
+
+#: Why a connection was refused at once: its client's cap, the configured global cap, or a
+#: global cap lowered by the descriptor budget (dnsfilter.budget).
+CONNECTION_REJECT_REASONS = ("per_address", "global", "budget")
+#: Why the server closed a TCP connection: idle between queries, a query not finished in
+#: time, or its replies left unread past the idle timeout.
+TCP_CLOSE_REASONS = ("idle", "incomplete", "unread_replies")
+
+
+@dataclass
+class HttpStats:
+    """Counters of the status endpoint's caps (dnsfilter.httpserver)."""
+
+    #: connections closed unanswered: CONNECTION_REJECT_REASONS, or "timeout" (no request
+    #: head within metrics.request_timeout) and "too_large" (a head over 8 KiB)
+    rejected: Counter[str] = field(default_factory=Counter)
+    open: int = 0  #: connections being served now
 
 
 @dataclass
@@ -197,9 +221,13 @@ class DnsFilterCollector(Collector):
         audit: AuditStats | None = None,
         server: Callable[[], ServerView | None] = lambda: None,
         workers: WorkerStats | None = None,
+        http: HttpStats | None = None,
+        budget: Mapping[str, int] | None = None,
     ) -> None:
         self.server = server
         self.workers = workers
+        self.http = http
+        self.budget = budget
         self.queries = queries
         self.upstreams = upstreams
         self.lists = lists
@@ -336,10 +364,61 @@ class DnsFilterCollector(Collector):
 
         tcp = CounterMetricFamily(
             "dnsfilter_tcp_connections_rejected",
-            "TCP connections closed unanswered because server.max_tcp_connections was reached.",
+            "TCP connections closed unanswered, by the cap reached (per_address, global, budget).",
+            labels=("reason",),
         )
-        tcp.add_metric((), self.queries.tcp_rejected)
+        for reason in CONNECTION_REJECT_REASONS:
+            tcp.add_metric((reason,), self.queries.tcp_rejected.get(reason, 0))
         yield tcp
+        closed = CounterMetricFamily(
+            "dnsfilter_tcp_connections_closed",
+            "TCP connections the server closed: idle, incomplete (a query not finished within "
+            "the idle timeout) or unread_replies.",
+            labels=("reason",),
+        )
+        for reason in TCP_CLOSE_REASONS:
+            closed.add_metric((reason,), self.queries.tcp_closed.get(reason, 0))
+        yield closed
+        paused = CounterMetricFamily(
+            "dnsfilter_tcp_reads_paused",
+            "Times a TCP connection's queries stopped being read: its unread replies passed "
+            "server.max_tcp_queued_bytes.",
+        )
+        paused.add_metric((), self.queries.tcp_paused)
+        yield paused
+        sockets = CounterMetricFamily(
+            "dnsfilter_upstream_socket_errors",
+            "Upstream sockets that could not be made (descriptors or buffers exhausted), by "
+            "errno; each such query was answered stale or SERVFAIL.",
+            labels=("errno",),
+        )
+        for name, value in dict(self.upstreams.socket_errors).items():
+            sockets.add_metric((name,), value)
+        yield sockets
+        if self.http is not None:
+            http = CounterMetricFamily(
+                "dnsfilter_http_connections_rejected",
+                "Status endpoint connections closed unanswered, by reason (per_address, "
+                "global, budget, timeout, too_large).",
+                labels=("reason",),
+            )
+            for reason, value in dict(self.http.rejected).items():
+                http.add_metric((reason,), value)
+            yield http
+            http_open = GaugeMetricFamily(
+                "dnsfilter_http_connections", "Status endpoint connections being served now."
+            )
+            http_open.add_metric((), self.http.open)
+            yield http_open
+        if self.budget:
+            budget = GaugeMetricFamily(
+                "dnsfilter_descriptor_budget",
+                "This process's file descriptor limit, split into shares (see README).",
+                labels=("share",),
+            )
+            for share, value in self.budget.items():
+                budget.add_metric((share,), value)
+            yield budget
 
         server = self.server()
         inflight = GaugeMetricFamily(
@@ -428,7 +507,10 @@ class Snapshot:
     blocked: dict[tuple[str, str, str], int] = field(default_factory=dict)
     durations: dict[str, HistogramData] = field(default_factory=dict)
     blocked_clients: dict[tuple[str, str], dict[str, float]] = field(default_factory=dict)
-    tcp_rejected: int = 0
+    tcp_rejected: dict[str, int] = field(default_factory=dict)
+    tcp_closed: dict[str, int] = field(default_factory=dict)
+    tcp_paused: int = 0
+    upstream_socket_errors: dict[str, int] = field(default_factory=dict)
     upstream_requests: dict[tuple[str, str], int] = field(default_factory=dict)
     upstream_durations: dict[str, HistogramData] = field(default_factory=dict)
     upstream_up: dict[str, bool] = field(default_factory=dict)
@@ -457,7 +539,10 @@ class Snapshot:
             if len(mine) > BLOCKED_CLIENT_LIMIT:
                 newest = sorted(mine.items(), key=lambda item: item[1])[-BLOCKED_CLIENT_LIMIT:]
                 self.blocked_clients[key] = dict(newest)
-        self.tcp_rejected += other.tcp_rejected
+        _add_counts(self.tcp_rejected, other.tcp_rejected)
+        _add_counts(self.tcp_closed, other.tcp_closed)
+        self.tcp_paused += other.tcp_paused
+        _add_counts(self.upstream_socket_errors, other.upstream_socket_errors)
         _add_counts(self.upstream_requests, other.upstream_requests)
         _add_histograms(self.upstream_durations, other.upstream_durations)
         for name, alive in other.upstream_up.items():
@@ -550,6 +635,9 @@ class Metrics:
         self.upstreams = UpstreamStats()
         self.lists = ListStats()
         self.audit = AuditStats()
+        self.http = HttpStats()
+        #: descriptors per share of this process's budget (dnsfilter.budget), once planned
+        self.budget: dict[str, int] = {}
         self._cache: CacheView | None = None
         self._server: ServerView | None = None
         self.registry.register(
@@ -561,6 +649,8 @@ class Metrics:
                 audit=self.audit,
                 server=lambda: self._server,
                 workers=workers,
+                http=self.http,
+                budget=self.budget,
             )
         )
         ProcessCollector(registry=self.registry)
@@ -594,7 +684,10 @@ class Metrics:
                 key: {client: last for client, last in list(seen.items()) if last >= horizon}
                 for key, seen in list(queries.blocked_clients.items())
             },
-            tcp_rejected=queries.tcp_rejected,
+            tcp_rejected=dict(queries.tcp_rejected),
+            tcp_closed=dict(queries.tcp_closed),
+            tcp_paused=queries.tcp_paused,
+            upstream_socket_errors=dict(upstreams.socket_errors),
             upstream_requests=dict(upstreams.requests),
             upstream_durations=_histogram_data(upstreams.durations),
             upstream_up=dict(upstreams.up),
@@ -620,7 +713,10 @@ class Metrics:
         queries.blocked = Counter(merged.blocked)
         queries.durations = _histograms_of(merged.durations)
         queries.blocked_clients = merged.blocked_clients
-        queries.tcp_rejected = merged.tcp_rejected
+        queries.tcp_rejected = Counter(merged.tcp_rejected)
+        queries.tcp_closed = Counter(merged.tcp_closed)
+        queries.tcp_paused = merged.tcp_paused
+        upstreams.socket_errors = Counter(merged.upstream_socket_errors)
         upstreams.requests = Counter(merged.upstream_requests)
         upstreams.durations = _histograms_of(merged.upstream_durations)
         upstreams.up = dict(merged.upstream_up)

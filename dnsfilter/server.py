@@ -8,6 +8,12 @@ dropped, as a full queue should drop rather than grow. Per-client limits
 (dnsfilter.ratelimit) are checked right after parsing: a client's query rate, and its share
 of the queries in flight.
 
+A TCP client holds a connection slot (dnsfilter.budget.ConnectionSlots: per IPv4 address or
+IPv6 /64, and in all, the global cap being the descriptor budget's TCP share), and a bounded
+amount of unread replies: past server.max_tcp_queued_bytes its queries stop being read until
+it takes its replies, and it is closed if it does not within the idle timeout. None of this
+depends on rate-limit exemption: that is about query rates, not about memory or descriptors.
+
 On close the listeners first stop accepting (new datagrams and TCP messages are ignored),
 then the queries in flight get up to server.shutdown_timeout to be answered.
 """
@@ -24,6 +30,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from time import monotonic, time
 from typing import Any, cast
 
+from dnsfilter.budget import Budget, ClientKey, ConnectionSlots
 from dnsfilter.config import RESERVED_NETWORK as NO_NETWORK
 from dnsfilter.config import HostPort, RateLimitConfig, ServerConfig
 from dnsfilter.errors import BadVersion, DropPacket, NotImplementedOpcode, Unverifiable, WireError
@@ -34,16 +41,20 @@ from dnsfilter.ratelimit import ClientLimits
 from dnsfilter.resolver import Reply, ReplyKind, Resolver, bug_reply
 from dnsfilter.upstream import FirstTry
 from dnsfilter.wire import (
+    OPT_TCP_KEEPALIVE,
     EdeCode,
     Query,
     Rcode,
     Transport,
+    add_option,
     badvers_reply,
     build_reply,
     ede_option,
     error_reply,
     notauth_reply,
     parse_query,
+    query_has_option,
+    tcp_keepalive_option,
 )
 
 log = logging.getLogger(__name__)
@@ -70,12 +81,14 @@ class QueryHandler:
         stats: QueryStats | None = None,
         audit: AuditSink | None = None,
         ratelimit: RateLimitConfig | None = None,
+        max_inflight: int | None = None,
     ) -> None:
+        """max_inflight: the descriptor budget's cap, when below server.max_inflight."""
         self.resolver = resolver
         self.stats = stats if stats is not None else QueryStats()
         self.audit = audit
         self.udp_limit = config.udp_payload_size
-        self.max_inflight = config.max_inflight
+        self.max_inflight = min(config.max_inflight, max_inflight or config.max_inflight)
         self.inflight: set[asyncio.Task[None]] = set()
         self.untasked = 0  #: queries resolving by callbacks, without a task (forward())
         #: per-client limits; None when ratelimit.enabled is false
@@ -329,67 +342,129 @@ class UdpListener(asyncio.DatagramProtocol):
 class TcpListener:
     """RFC 7766: length-prefixed messages, several per connection, answered as they finish."""
 
-    def __init__(self, handler: QueryHandler, config: ServerConfig) -> None:
+    def __init__(
+        self, handler: QueryHandler, config: ServerConfig, max_connections: int | None = None
+    ) -> None:
+        """max_connections: the descriptor budget's TCP share, when below the configured cap."""
         self.handler = handler
         self.idle_timeout = config.tcp_idle_timeout
-        self.max_connections = config.max_tcp_connections
-        self.connections = 0
+        self.max_queued = config.max_tcp_queued_bytes
+        total = config.max_tcp_connections
+        lowered = max_connections is not None and max_connections < total
+        if max_connections is not None:
+            total = min(total, max_connections)
+        self.slots = ConnectionSlots(total, config.max_tcp_per_client, lowered)
+        self.keepalive = tcp_keepalive_option(self.idle_timeout)
         #: the task serving each open connection, so close() can wait for them
         self.tasks: set[asyncio.Task[Any]] = set()
         #: the timeouts of connections now waiting for a message; drain() ends them at once
         self._waiting: set[asyncio.Timeout] = set()
 
-    async def __call__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    @property
+    def connections(self) -> int:
+        return self.slots.count
+
+    def __call__(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> Coroutine[Any, Any, None] | None:
+        # Not a coroutine: called as the connection is accepted, so a refused one is closed
+        # before a task, a buffer or a timer exists for it.
         if self.handler.draining:
-            writer.close()
-            return
-        if self.connections >= self.max_connections:
-            self.handler.stats.tcp_rejected += 1
-            writer.close()
-            return
-        self.connections += 1
+            writer.close()  # nothing is queued: the descriptor goes at once
+            return None
+        peer = writer.get_extra_info("peername")
+        client = (str(peer[0]), int(peer[1])) if peer else ("", 0)
+        key, refused = self.slots.take(client[0])
+        if refused:
+            self.handler.stats.tcp_rejected[refused] += 1
+            writer.close()  # nothing is queued: the descriptor goes at once
+            return None
+        return self._serve(reader, writer, client, key)
+
+    async def _serve(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        client: tuple[str, int],
+        key: ClientKey,
+    ) -> None:
         this = asyncio.current_task()
         if this is not None:
             self.tasks.add(this)
-        peer = writer.get_extra_info("peername")
-        client = (str(peer[0]), int(peer[1])) if peer else ("", 0)
+        transport = writer.transport
+        # drain() then waits while more than max_queued bytes are unread, until a quarter is left.
+        transport.set_write_buffer_limits(high=self.max_queued)
+        stats = self.handler.stats
         pending: set[asyncio.Task[None]] = set()
         try:
             while not self.handler.draining:
+                if transport.get_write_buffer_size() > self.max_queued:
+                    # The client does not take its replies: read none of its queries until
+                    # it does, and give up on it after the idle timeout.
+                    stats.tcp_paused += 1
+                    if not await self._drained(writer):
+                        stats.tcp_closed["unread_replies"] += 1
+                        return
                 message = await self._read_message(reader)
                 if message is None:
                     break
                 result = self.handler.handle(message, client, Transport.TCP)
                 if type(result) is bytes:
-                    _write_message(writer, result)
+                    _write_message(writer, self._keepalive(message, result))
                 elif isinstance(result, tuple):
-                    task = self.handler.spawn(result[0], self._answer_later(*result, writer))
+                    task = self.handler.spawn(
+                        result[0], self._answer_later(*result, writer, message)
+                    )
                     pending.add(task)
                     task.add_done_callback(pending.discard)
                     if len(pending) >= _TCP_PIPELINE:
                         await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
             if pending:
                 await asyncio.wait(pending)
-            with contextlib.suppress(ConnectionError):
-                await writer.drain()
+            writer.close()  # once every reply is sent
+            try:
+                async with asyncio.timeout(self.idle_timeout):
+                    with contextlib.suppress(ConnectionError):
+                        await writer.wait_closed()
+            except TimeoutError:
+                stats.tcp_closed["unread_replies"] += 1
         finally:
             for task in pending:
                 task.cancel()
-            self.connections -= 1
+            self.slots.give_back(key)
             if this is not None:
                 self.tasks.discard(this)
-            writer.close()
+            # abort when replies are still queued: close() would keep the descriptor until a
+            # client that does not read had taken them all.
+            if not transport.is_closing() or transport.get_write_buffer_size():
+                transport.abort()
+
+    async def _drained(self, writer: asyncio.StreamWriter) -> bool:
+        """Wait up to the idle timeout for the client to take its replies, down to a quarter
+        of max_queued; False when it did not, or went away."""
+        try:
+            async with asyncio.timeout(self.idle_timeout):
+                await writer.drain()
+        except (TimeoutError, ConnectionError):
+            return False
+        return True
 
     async def _read_message(self, reader: asyncio.StreamReader) -> bytes | None:
+        started = False  #: the length arrived: a timeout now is a query not finished in time
         try:
             async with asyncio.timeout(self.idle_timeout) as timeout:
                 self._waiting.add(timeout)
                 try:
                     length = int.from_bytes(await reader.readexactly(2), "big")
+                    started = True
                     return await reader.readexactly(length)
                 finally:
                     self._waiting.discard(timeout)
-        except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
+        except TimeoutError:
+            if not self.handler.draining:
+                self.handler.stats.tcp_closed["incomplete" if started else "idle"] += 1
+            return None
+        except (asyncio.IncompleteReadError, ConnectionError):
             return None
 
     def drain(self) -> None:
@@ -399,12 +474,24 @@ class TcpListener:
         for timeout in list(self._waiting):
             timeout.reschedule(now)
 
+    def _keepalive(self, query: bytes, reply: bytes) -> bytes:
+        """reply with edns-tcp-keepalive (our idle timeout) when the query carried it: RFC
+        7828 3.3.2 lets a server send it only to clients that asked."""
+        if query_has_option(query, OPT_TCP_KEEPALIVE):
+            return add_option(reply, self.keepalive)
+        return reply
+
     async def _answer_later(
-        self, q: Query, verdict: Verdict, started: float, writer: asyncio.StreamWriter
+        self,
+        q: Query,
+        verdict: Verdict,
+        started: float,
+        writer: asyncio.StreamWriter,
+        message: bytes,
     ) -> None:
         wire = await self.handler.resolve(q, verdict, started)
         if not writer.is_closing():
-            _write_message(writer, wire)
+            _write_message(writer, self._keepalive(message, wire))
 
 
 def _write_message(writer: asyncio.StreamWriter, wire: bytes) -> None:
@@ -468,10 +555,15 @@ class DnsServer:
         stats: QueryStats | None = None,
         audit: AuditSink | None = None,
         ratelimit: RateLimitConfig | None = None,
+        budget: Budget | None = None,
     ) -> None:
+        """budget: this process's descriptor budget, whose shares may lower the in-flight
+        and TCP caps."""
         self.config = config
-        self.handler = QueryHandler(resolver, config, stats, audit, ratelimit)
-        self.tcp = TcpListener(self.handler, config)
+        self.handler = QueryHandler(
+            resolver, config, stats, audit, ratelimit, budget.inflight if budget else None
+        )
+        self.tcp = TcpListener(self.handler, config, budget.tcp if budget else None)
         self.bound: list[HostPort] = []
         self._transports: list[asyncio.BaseTransport] = []
         self._servers: list[asyncio.Server] = []

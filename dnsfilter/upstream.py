@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 import secrets
@@ -29,7 +30,13 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import NamedTuple, Protocol, cast
 
 from dnsfilter.config import HostPort, UpstreamServer
-from dnsfilter.errors import ConfigError, FormatError, UpstreamError, UpstreamTimeout
+from dnsfilter.errors import (
+    ConfigError,
+    FormatError,
+    SocketUnavailable,
+    UpstreamError,
+    UpstreamTimeout,
+)
 from dnsfilter.metrics import UpstreamStats
 from dnsfilter.wire import (
     HEADER_LEN,
@@ -50,6 +57,58 @@ _RD = 0x0100
 _CD = 0x0010
 _TC = 0x0200
 _MAX_MESSAGE = 65535
+#: Seconds between two log lines about sockets that could not be made (one per query would
+#: flood the log just when the host is short of resources).
+SHORTAGE_LOG_INTERVAL = 10.0
+#: errnos that mean this process or host has no socket to spare: our shortage, not the server's
+_SHORTAGES = {
+    errno.EMFILE: "EMFILE",
+    errno.ENFILE: "ENFILE",
+    errno.ENOBUFS: "ENOBUFS",
+    errno.ENOMEM: "ENOMEM",
+}
+
+
+def socket_error(server: object, exc: OSError, what: str = "") -> UpstreamError:
+    """The UpstreamError for an OSError met reaching server: SocketUnavailable when it is
+    a shortage of descriptors or buffers here."""
+    reason = _SHORTAGES.get(exc.errno or 0)
+    message = f"{server}: {what}{exc.strerror or exc}"
+    if reason is not None:
+        return SocketUnavailable(message, reason)
+    return UpstreamError(message)
+
+
+class _ShortageLog:
+    """Logs the sockets that could not be made at most once per interval, with a count."""
+
+    def __init__(
+        self, interval: float = SHORTAGE_LOG_INTERVAL, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.interval = interval
+        self.clock = clock
+        self.unlogged = 0  #: failures since the last line
+        self._next = 0.0
+
+    def __call__(self, exc: SocketUnavailable) -> bool:
+        """Count exc; True when it was logged."""
+        self.unlogged += 1
+        now = self.clock()
+        if now < self._next:
+            return False
+        log.warning(
+            "no socket for upstream queries (%s): %d since the last report, answered stale "
+            "or SERVFAIL; raise the descriptor limit (LimitNOFILE) or lower "
+            "server.max_inflight",
+            exc,
+            self.unlogged,
+        )
+        self.unlogged = 0
+        self._next = now + self.interval
+        return True
+
+
+shortage_log = _ShortageLog()
 
 
 class UpstreamAnswer(NamedTuple):
@@ -202,7 +261,10 @@ class UdpTry:
         self._msg_id = int.from_bytes(query[:2], "big")
         self._done = done
         family = socket.AF_INET6 if server.family_v6 else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_DGRAM | _NONBLOCK)
+        try:
+            sock = socket.socket(family, socket.SOCK_DGRAM | _NONBLOCK)
+        except OSError as exc:
+            raise socket_error(server, exc) from None
         try:
             if not _NONBLOCK:
                 sock.setblocking(False)
@@ -210,7 +272,7 @@ class UdpTry:
             sock.send(query)
         except OSError as exc:
             sock.close()
-            raise UpstreamError(f"{server}: {exc.strerror or exc}") from None
+            raise socket_error(server, exc) from None
         self._sock = sock
         self._fd = sock.fileno()
         self._poller = _poller(loop)
@@ -294,7 +356,9 @@ async def tcp_exchange(
                     return data, scan
     except TimeoutError:
         raise UpstreamTimeout(f"{server}: no answer over TCP in {timeout:g}s") from None
-    except (OSError, asyncio.IncompleteReadError) as exc:
+    except OSError as exc:
+        raise socket_error(server, exc, "TCP: ") from None
+    except asyncio.IncompleteReadError as exc:
         raise UpstreamError(f"{server}: TCP: {exc}") from None
     finally:
         if writer is not None:
@@ -597,8 +661,10 @@ class TlsPool:
             raise UpstreamTimeout(f"{self.name}: no answer over TLS in {timeout:g}s") from None
         except ssl.SSLCertVerificationError as exc:
             raise UpstreamError(f"{self.name}: TLS: {exc.verify_message or exc}") from None
-        except (OSError, ssl.SSLError) as exc:
-            raise UpstreamError(f"{self.name}: TLS: {exc.strerror or exc}") from None
+        except ssl.SSLError as exc:
+            raise UpstreamError(f"{self.name}: TLS: {exc}") from None
+        except OSError as exc:
+            raise socket_error(self.name, exc, "TLS: ") from None
 
     async def close(self) -> None:
         """Close every connection (and stop one being opened)."""
@@ -792,7 +858,8 @@ class UpstreamGroup:
                     return
                 self._failed(server, error, started)
                 timed_out = isinstance(error, UpstreamTimeout)
-                done(None, FirstTry(server, started, str(error), timed_out=timed_out))
+                first = FirstTry(server, started, str(error), timed_out=timed_out, error=error)
+                done(None, first)
                 return
             assert data is not None and scan is not None
             self._rtt_sample(server, time.perf_counter() - started)
@@ -831,6 +898,8 @@ class UpstreamGroup:
         truncated_at = None  #: the start of a try whose UDP answer was truncated
         resumed: FirstTry | None = None  #: a first UDP try that timed out, to go on from
         if first is not None:
+            if isinstance(first.error, SocketUnavailable):
+                raise first.error  # no socket for the others either
             servers.remove(first.server)
             if first.retry:
                 servers.insert(0, first.server)
@@ -843,6 +912,8 @@ class UpstreamGroup:
         for server in servers:
             try:
                 data, scan = await self._try(server, query, question, truncated_at, resumed)
+            except SocketUnavailable:
+                raise  # no socket for the others either: stale or SERVFAIL now
             except UpstreamError as exc:
                 failures.append(str(exc))
                 timeouts += isinstance(exc, UpstreamTimeout)
@@ -979,6 +1050,11 @@ class UpstreamGroup:
                 answered.exception()  # retrieved: an error after the deadline is moot
 
     def _failed(self, server: UpstreamServer, exc: UpstreamError, started: float) -> None:
+        if isinstance(exc, SocketUnavailable):
+            # Nothing was sent: the server is not to blame, nor is it timed.
+            self.stats.socket_errors[exc.reason] += 1
+            shortage_log(exc)
+            return
         self._dead_until[server] = self._clock() + self.dead_time
         outcome = "timeout" if isinstance(exc, UpstreamTimeout) else "error"
         self.stats.observe(server.name, outcome, time.perf_counter() - started, False)
@@ -999,6 +1075,7 @@ class FirstTry(NamedTuple):
     failure: str  #: why it failed; "" when the answer was truncated (TCP comes next)
     retry: bool = False  #: it timed out before the server's timeout: retry that server
     timed_out: bool = False  #: it failed for the server's whole timeout, unanswered
+    error: UpstreamError | None = None  #: the failure itself; None when truncated
 
 
 def _unhelpful(server: UpstreamServer, rcode: int) -> str:

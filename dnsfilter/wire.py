@@ -585,3 +585,56 @@ def soa_minimum(data: bytes, ref: RecordRef) -> int:
     if ref.end - ref.rdata_start < 22:
         raise FormatError("SOA record too short")
     return int(_U32.unpack_from(data, ref.end - 4)[0])
+
+
+# ---------------------------------------------------------------------------------------
+# EDNS options on TCP replies: edns-tcp-keepalive (RFC 7828)
+
+OPT_TCP_KEEPALIVE = 11  #: the edns-tcp-keepalive option code
+
+
+def query_has_option(data: bytes, code: int) -> bool:
+    """Does the query's OPT record carry an option with this code? False when there is no
+    OPT or the message cannot be walked (the query parser reports what is wrong with it)."""
+    try:
+        _, _, qdcount, ancount, nscount, arcount = _HEADER.unpack_from(data)
+        if not arcount or qdcount != 1:
+            return False
+        pos = skip_name(data, HEADER_LEN) + 4
+        first_additional = ancount + nscount
+        for index in range(first_additional + arcount):
+            pos = skip_name(data, pos)
+            rtype, _, _, rdlen = _RR_FIXED.unpack_from(data, pos)
+            start = pos + 10
+            pos = start + rdlen
+            if rtype == _OPT and index >= first_additional:
+                end = min(pos, len(data))
+                while start + 4 <= end:
+                    option, length = _TYPE_CLASS.unpack_from(data, start)
+                    if option == code:
+                        return True
+                    start += 4 + length
+                return False
+    except (FormatError, struct.error):
+        return False
+    return False
+
+
+def tcp_keepalive_option(timeout: float) -> bytes:
+    """edns-tcp-keepalive carrying an idle timeout, in the option's units of 100 ms."""
+    units = min(0xFFFF, max(0, round(timeout * 10)))
+    return _U16.pack(OPT_TCP_KEEPALIVE) + _U16.pack(2) + _U16.pack(units)
+
+
+def add_option(reply: bytes, option: bytes) -> bytes:
+    """reply with option appended to its OPT record's data. Unchanged when the reply has no
+    OPT, its OPT is not the last record (moving later records would break their compression
+    pointers), or it would grow past 65535 octets."""
+    try:
+        opt = scan_response(reply).opt
+    except FormatError:
+        return reply
+    if opt is None or opt.end != len(reply) or len(reply) + len(option) > MAX_TCP_SIZE:
+        return reply
+    length = opt.end - opt.rdata_start + len(option)
+    return reply[: opt.rdata_start - 2] + _U16.pack(length) + reply[opt.rdata_start :] + option

@@ -46,6 +46,7 @@ from typing import Any, NoReturn
 from prometheus_client import CollectorRegistry
 
 from dnsfilter.app import Loader, Reloading, Service, run_loop
+from dnsfilter.budget import descriptor_limit, log_budget, plan_budget
 from dnsfilter.config import Config, HostPort
 from dnsfilter.httpserver import StatusServer
 from dnsfilter.lists.model import BlockList
@@ -127,7 +128,17 @@ class Supervisor(Reloading):
         self.metrics.lists_loaded((b.name, len(b.domains)) for b in lists)
         server = config.server
         self.account = resolve_account(server.user, server.group) if server.user else None
-        self.status = StatusServer(self.metrics.registry, self.readiness, refresh=self.collect)
+        # Per process: the supervisor's HTTP share here, each worker's DNS shares in it.
+        self.budget = plan_budget(descriptor_limit(), config)
+        self.metrics.budget.update(self.budget.shares())
+        self.status = StatusServer(
+            self.metrics.registry,
+            self.readiness,
+            refresh=self.collect,
+            config=config.metrics,
+            max_connections=self.budget.http,
+            stats=self.metrics.http,
+        )
         self._sockets: list[list[Bound]] = []
         self._slots: list[_Worker | None] = [None] * count
         self._leaving: set[_Worker] = set()  #: retired workers still draining
@@ -142,6 +153,7 @@ class Supervisor(Reloading):
 
     async def run(self) -> int:
         """Bind, fork the workers and supervise them until SIGTERM or SIGINT."""
+        log_budget(self.budget)
         for address in self._bind():
             log.info("listening on %s (udp, tcp)", address)
         try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import resource
 import signal
 import socket
 import subprocess
@@ -51,9 +52,13 @@ class DnsFilter:
         config: dict[str, Any] | None,
         lists: dict[str, dict[str, Any]] | None = None,
         args: list[str] | None = None,
+        *,
+        nofile: int | None = None,
     ) -> None:
+        """nofile: start the server with this soft and hard RLIMIT_NOFILE."""
         self.tmp_path = tmp_path
         self.args = list(args or [])
+        self.nofile = nofile
         if config is not None:
             for name, document in (lists or {}).items():
                 (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(document))
@@ -91,6 +96,7 @@ class DnsFilter:
             stderr=subprocess.PIPE,
             text=True,
             env=env,
+            preexec_fn=None if self.nofile is None else self._limit_nofile,
         )
         ready = threading.Event()
         self._reader = threading.Thread(target=self._read_log, args=(ready,), daemon=True)
@@ -98,6 +104,10 @@ class DnsFilter:
         if not ready.wait(_START_TIMEOUT) or not self.addresses:
             self.stop()
             raise RuntimeError(f"dnsfilter did not start:\n{self.log}")
+
+    def _limit_nofile(self) -> None:
+        assert self.nofile is not None
+        resource.setrlimit(resource.RLIMIT_NOFILE, (self.nofile, self.nofile))
 
     def _read_log(self, ready: threading.Event) -> None:
         assert self.process is not None and self.process.stderr is not None

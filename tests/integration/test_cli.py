@@ -60,7 +60,8 @@ def test_check_config_reports_every_problem_with_lines(tmp_path: Path) -> None:
     assert result.stderr.splitlines() == [
         f"{path}:2: server.listen[0]: bad port '99999' in '127.0.0.1:99999'",
         f"{path}:3: server.colour: unknown key (known keys: group, listen, max_inflight, "
-        "max_tcp_connections, max_waiters, minimal_responses, shutdown_timeout, "
+        "max_tcp_connections, max_tcp_per_client, max_tcp_queued_bytes, max_waiters, "
+        "minimal_responses, shutdown_timeout, "
         "tcp_idle_timeout, udp_payload_size, user, workers)",
         f"{path}:5: cache.enabled: write true or false (got 'yes')",
         f"{path}:7: networks.office[0]: 10.0.0.1/8 has host bits set",

@@ -36,8 +36,9 @@ TOP_KEYS = (
     "policies, ratelimit, reload, server, upstream"
 )
 SERVER_KEYS = (
-    "group, listen, max_inflight, max_tcp_connections, max_waiters, minimal_responses, "
-    "shutdown_timeout, tcp_idle_timeout, udp_payload_size, user, workers"
+    "group, listen, max_inflight, max_tcp_connections, max_tcp_per_client, "
+    "max_tcp_queued_bytes, max_waiters, minimal_responses, shutdown_timeout, tcp_idle_timeout, "
+    "udp_payload_size, user, workers"
 )
 UPSTREAM_KEYS = "dead_time, health_check_interval, resolv_conf, servers, timeout"
 ENTRY_KEYS = "address, ca_file, port, timeout, tls, tls_name"

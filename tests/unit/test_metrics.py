@@ -43,7 +43,10 @@ def _worker(queries: int, client: str, cache_entries: int, up: bool) -> Metrics:
     stats.blocked[("lan", "apps", "other")] += queries
     stats.duration("blocked").observe(0.0001)
     stats.blocked_client("lan", "apps", client, time.monotonic())
-    stats.tcp_rejected = 1
+    stats.tcp_rejected["per_address"] = 1
+    stats.tcp_closed["unread_replies"] = 1
+    stats.tcp_paused = 3
+    metrics.upstreams.socket_errors["EMFILE"] = 4
     metrics.upstreams.observe("192.0.2.1:53", "NOERROR", 0.01, up)
     metrics.watch_cache(
         FakeCache(hits=3, misses=2, evictions=1, prefetches=0, entries=cache_entries)
@@ -72,7 +75,11 @@ def test_counters_and_summed_gauges_are_added_up() -> None:
     assert value("dnsfilter_blocked_queries_total", {"network": "lan", "list": "apps",
                                                      "category": "other"}) == 30  # fmt: skip
     assert value("dnsfilter_query_duration_seconds_count", {"result": "blocked"}) == 2
-    assert value("dnsfilter_tcp_connections_rejected_total") == 2
+    assert value("dnsfilter_tcp_connections_rejected_total", {"reason": "per_address"}) == 2
+    assert value("dnsfilter_tcp_connections_rejected_total", {"reason": "global"}) == 0
+    assert value("dnsfilter_tcp_connections_closed_total", {"reason": "unread_replies"}) == 2
+    assert value("dnsfilter_tcp_reads_paused_total") == 6
+    assert value("dnsfilter_upstream_socket_errors_total", {"errno": "EMFILE"}) == 8
     assert value("dnsfilter_upstream_requests_total",
                  {"upstream": "192.0.2.1:53", "rcode": "NOERROR"}) == 2  # fmt: skip
     assert value("dnsfilter_upstream_up", {"upstream": "192.0.2.1:53"}) == 1  # any worker's
