@@ -280,11 +280,11 @@ class DomainTable:
         specific = 0
         for index, blocklist in enumerate(lists):
             bit = 1 << index
-            for names, kind in (
+            for marked, kind in (
                 (blocklist.important_domains, 0),
                 (blocklist.important_exceptions, 1),
             ):
-                for key in map(hash, names):
+                for key in map(hash, marked):
                     pair = important.get(key, (0, 0))
                     important[key] = (
                         (pair[0] | bit, pair[1]) if kind == 0 else (pair[0], pair[1] | bit)
