@@ -124,7 +124,7 @@ class Supervisor(Reloading):
         self.count = count
         self._start_config = config
         self.template = _Template.build(config, lists)
-        self.metrics.lists_loaded((b.name, len(b.domains)) for b in lists)
+        self.metrics.lists_loaded((b.name, len(b.domains), b.skipped) for b in lists)
         server = config.server
         self.account = resolve_account(server.user, server.group) if server.user else None
         self.status = StatusServer(self.metrics.registry, self.readiness, refresh=self.collect)
