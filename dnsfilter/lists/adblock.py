@@ -59,6 +59,7 @@ def parse_adblock(text: str, filename: str, name: str) -> BlockList:
     important_exceptions: set[str] = set()
     disabled = _badfiltered(text) if "badfilter" in text else frozenset()
     domainish = _DOMAINISH.fullmatch
+    add_block = blocks.add
     for number, raw in numbered_lines(text):
         line = raw.strip()
         if not line or line[0] == "!" or (line[0] == "[" and line[-1] == "]"):
@@ -69,12 +70,15 @@ def parse_adblock(text: str, filename: str, name: str) -> BlockList:
             and domainish(line, 2, len(line) - 1)
             and not (disabled and _key(False, line, []) in disabled)
         ):
-            rule = _Rule(line[2:-1], False, False)  # the common case, without the checks
-        else:
-            parsed = _rule(line, number, report, disabled)
-            if parsed is None:
-                continue
-            rule = parsed
+            # The common case, without the checks (and without a _Rule: a million of them
+            # cost 0.4 s).
+            domain = check_name(line[2:-1], number, report)
+            if domain is not None:
+                add_block(domain, number)
+            continue
+        rule = _rule(line, number, report, disabled)
+        if rule is None:
+            continue
         domain = check_name(rule.name, number, report)
         if domain is None:
             continue
