@@ -130,7 +130,7 @@ class Reloading:
                     log.warning("reload (%s): %s changed; restart to apply it", reason, section)
             self.config = config
             self.metrics.lists.lists.clear()
-            self.metrics.lists_loaded((b.name, len(b.domains)) for b in lists)
+            self.metrics.lists_loaded((b.name, len(b.domains), b.skipped) for b in lists)
             self.reloads += 1
             log.info(
                 "reloaded (%s): %d lists, %d entries in %.2fs",
@@ -207,7 +207,7 @@ class Service(Reloading):
             resolver if resolver is not None else build_resolver(config, lists, metrics.upstreams)
         )
         metrics.watch_cache(self.resolver.cache)
-        metrics.lists_loaded((b.name, len(b.domains)) for b in lists)
+        metrics.lists_loaded((b.name, len(b.domains), b.skipped) for b in lists)
         self.lists_loaded = True
         # Raises ConfigError when a store cannot be opened: no serving without the audit trail.
         self.audit = build_audit_log(config.audit, metrics.audit)

@@ -130,9 +130,12 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         return EXIT_INVALID
     _report([warning for b in lists for warning in b.warnings])
     entries = sum(len(b.domains) for b in lists)
+    skipped = sum(b.skipped for b in lists)
     print(
         f"{config.source}: OK ({len(config.networks)} networks, {len(config.policies)} policies, "
-        f"{len(lists)} lists with {entries} entries)"
+        f"{len(lists)} lists with {entries} entries"
+        + (f"; {skipped} unreadable lines skipped" if skipped else "")
+        + ")"
     )
     return EXIT_OK
 

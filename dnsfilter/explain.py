@@ -154,7 +154,7 @@ def explain(
         mode_from_entry=verdict.mode is not None,
         matches=matches,
         allowlisted_by=allowlisted_by,
-        overrides=_overrides(matches, allowlisted_by, config.source),
+        overrides=_overrides(matches, allowlisted_by, config.source, verdict.list_name),
         reply=reply,
         forward_to=_forward_to(config, qname) if verdict.action is Action.ALLOW else "",
     )
@@ -176,14 +176,24 @@ def _matches(lists: Sequence[BlockList], qname: str, enforced: set[str]) -> tupl
     return tuple(out)
 
 
-def _overrides(matches: Sequence[Match], allowlisted_by: str, source: str) -> tuple[str, ...]:
+def _overrides(
+    matches: Sequence[Match], allowlisted_by: str, source: str, blocked_by: str = ""
+) -> tuple[str, ...]:
     out = []
     blocking = []
     enforced = [m for m in matches if m.enforced]
     for list_name in dict.fromkeys(m.list_name for m in enforced):
         entries = [m for m in enforced if m.list_name == list_name and m.kind == "entry"]
         exceptions = [m for m in enforced if m.list_name == list_name and m.kind == "exception"]
-        if entries and exceptions:
+        if entries and exceptions and list_name == blocked_by:
+            # An $important entry, or the more specific rule of an RPZ list, won.
+            x, e = exceptions[0], entries[0]
+            out.append(
+                f"entry {e.entry.domain} (line {e.entry.line}) of list {list_name} "
+                f"overrides its exception {x.entry.domain} (line {x.entry.line})"
+            )
+            blocking.append(e)
+        elif entries and exceptions:
             x, e = exceptions[0], entries[0]
             out.append(
                 f"exception {x.entry.domain} (line {x.entry.line}) of list {list_name} "

@@ -165,6 +165,7 @@ class HttpStats:
 class ListInfo:
     entries: int
     loaded_at: float
+    skipped: int = 0  #: unreadable lines of a third-party list, skipped when it was loaded
 
 
 @dataclass
@@ -348,11 +349,19 @@ class DnsFilterCollector(Collector):
             "When each list was last loaded successfully (Unix time).",
             labels=("list",),
         )
+        skipped = GaugeMetricFamily(
+            "dnsfilter_list_lines_skipped",
+            "Lines of the loaded copy of each list that could not be read and were skipped "
+            "(third-party formats; each is a file:line warning in the log).",
+            labels=("list",),
+        )
         for name, info in dict(self.lists.lists).items():
             list_entries.add_metric((name,), info.entries)
             reloaded.add_metric((name,), info.loaded_at)
+            skipped.add_metric((name,), info.skipped)
         yield list_entries
         yield reloaded
+        yield skipped
         failures = CounterMetricFamily(
             "dnsfilter_list_reload_failures",
             "Reloads of a list that failed (the last good version stayed in use).",
@@ -663,10 +672,13 @@ class Metrics:
     def watch_server(self, server: ServerView | None) -> None:
         self._server = server
 
-    def lists_loaded(self, entries: Iterable[tuple[str, int]], now: float | None = None) -> None:
+    def lists_loaded(
+        self, entries: Iterable[tuple[str, int] | tuple[str, int, int]], now: float | None = None
+    ) -> None:
+        """(list name, entries[, lines skipped]) of each list just loaded."""
         loaded_at = time.time() if now is None else now
-        for name, count in entries:
-            self.lists.lists[name] = ListInfo(count, loaded_at)
+        for name, count, *skipped in entries:
+            self.lists.lists[name] = ListInfo(count, loaded_at, skipped[0] if skipped else 0)
 
     def list_reload_failed(self, name: str) -> None:
         self.lists.reload_failures[name] += 1

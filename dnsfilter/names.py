@@ -1,8 +1,15 @@
-"""Domain names as the resolver compares them: lowercase ASCII, no trailing dot."""
+"""Domain names as the resolver compares them: lowercase ASCII, no trailing dot.
+
+Names with non-ASCII letters are encoded as browsers and registries do: IDNA 2008 with the
+UTS #46 mapping, non-transitional (the `idna` package). Python's own "idna" codec is IDNA
+2003, which maps faß.de to fass.de, another registrable domain.
+"""
 
 from __future__ import annotations
 
 import re
+
+import idna
 
 _LABEL = re.compile(r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?")
 
@@ -19,10 +26,7 @@ def normalize_domain(text: str) -> str:
     if not name:
         raise InvalidName("empty name")
     if not name.isascii():
-        try:
-            name = name.encode("idna").decode("ascii")
-        except UnicodeError as exc:
-            raise InvalidName(f"cannot encode {text!r} as IDNA: {exc}") from None
+        name = _encode_idn(text, name)
     name = name.lower()
     if name.startswith("*."):
         raise InvalidName(f"{text!r}: an entry already matches every name below it; drop the '*.'")
@@ -38,6 +42,23 @@ def normalize_domain(text: str) -> str:
                 raise InvalidName(f"label {label!r} starts or ends with '-'")
             raise InvalidName(f"label {label!r} has characters other than a-z 0-9 - _")
     return name
+
+
+def _encode_idn(text: str, name: str) -> str:
+    """The A-label form of a name with non-ASCII letters (IDNA 2008, UTS #46 mapping)."""
+    try:
+        # The mapping runs over the whole name first: it lowercases, and folds full-width
+        # dots and letters to ASCII, so the labels are only split afterwards.
+        mapped = idna.uts46_remap(name, std3_rules=False, transitional=False)
+        # ASCII labels keep what the resolver allows (underscores); only the others are
+        # encoded, which also checks them against IDNA 2008's rules.
+        labels = [
+            label if label.isascii() else idna.alabel(label).decode("ascii")
+            for label in mapped.split(".")
+        ]
+    except (idna.IDNAError, UnicodeError) as exc:
+        raise InvalidName(f"cannot encode {text!r} as an IDN (IDNA 2008): {exc}") from None
+    return ".".join(labels)
 
 
 def suffixes(name: str) -> list[str]:

@@ -272,6 +272,28 @@ class DomainTable:
             self._table = table
         self._overrides = overrides
         self._index = {meta.name: index for index, meta in enumerate(self.lists)}
+        # What makes an exception lift less than "every entry of its list": $important
+        # entries and exceptions (hash -> (entry bits, exception bits), one bit per list),
+        # and the lists where the most specific rule decides. Only a name that hits an
+        # exception pays for them (_precise_blocks).
+        important: dict[int, tuple[int, int]] = {}
+        specific = 0
+        for index, blocklist in enumerate(lists):
+            bit = 1 << index
+            for marked, kind in (
+                (blocklist.important_domains, 0),
+                (blocklist.important_exceptions, 1),
+            ):
+                for key in map(hash, marked):
+                    pair = important.get(key, (0, 0))
+                    important[key] = (
+                        (pair[0] | bit, pair[1]) if kind == 0 else (pair[0], pair[1] | bit)
+                    )
+            if blocklist.specific_wins:
+                specific |= bit
+        self._important = important
+        self._specific = specific
+        self._precise = bool(important) or bool(specific)
 
     def __len__(self) -> int:
         return len(self._table)
@@ -332,6 +354,9 @@ class DomainTable:
             return None
         if not excepted:
             return (first_bits & -first_bits).bit_length() - 1, first
+        if self._precise:
+            blocks = self._precise_blocks(qname, mask)
+            return (blocks[0][1], blocks[0][2]) if blocks else None
         excepted >>= self._count
         for entry, bits in [(first, first_bits), *(more or ())]:
             bits &= ~excepted
@@ -357,7 +382,57 @@ class DomainTable:
                 excepted |= bits & self._exception_bits
             tries -= 1
             name = name[name.find(".") + 1 :]
+        if excepted and self._precise:
+            found = 0
+            for _, index, _ in self._precise_blocks(qname, (1 << self._count) - 1):
+                found |= 1 << index
+            return found
         return blocked & ~(excepted >> self._count) & ((1 << self._count) - 1)
+
+    def _precise_blocks(self, qname: str, mask: int) -> list[tuple[int, int, str]]:
+        """(depth, list index, entry) of each list in mask that blocks qname, deepest first.
+
+        depth counts suffixes from qname (0 is qname itself). Within one list the rules
+        rank, lowest first: entry, exception, $important entry, $important exception; the
+        highest rank among the list's hits decides (adblock's order), the deepest hit of
+        that rank naming the entry. A specific_wins list looks only at its deepest hit.
+        """
+        get = self._table.get
+        hits: list[tuple[str, int]] = []
+        name, tries = self._suffixes(qname)
+        while tries > 0:
+            bits = get(hash(name))
+            if bits is not None:
+                if bits & self._allow_bit:
+                    return []
+                hits.append((name, bits))
+            tries -= 1
+            name = name[name.find(".") + 1 :]
+        count = self._count
+        important = self._important
+        blocks: list[tuple[int, int, str]] = []
+        for index in range(count):
+            bit = 1 << index
+            if not mask & bit:
+                continue
+            exception_bit = bit << count
+            rank, entry, depth = -1, "", 0
+            for position, (name, bits) in enumerate(hits):
+                if not bits & (bit | exception_bit):
+                    continue
+                important_entries, important_exceptions = important.get(hash(name), (0, 0))
+                if bits & bit:
+                    here = 2 if important_entries & bit else 0
+                    if here > rank:
+                        rank, entry, depth = here, name, position
+                if bits & exception_bit:
+                    rank = max(rank, 3 if important_exceptions & bit else 1)
+                if self._specific & bit:
+                    break
+            if rank in (0, 2):
+                blocks.append((depth, index, entry))
+        blocks.sort()
+        return blocks
 
     def __bool__(self) -> bool:
         return bool(self._table)

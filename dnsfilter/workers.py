@@ -125,7 +125,7 @@ class Supervisor(Reloading):
         self.count = count
         self._start_config = config
         self.template = _Template.build(config, lists)
-        self.metrics.lists_loaded((b.name, len(b.domains)) for b in lists)
+        self.metrics.lists_loaded((b.name, len(b.domains), b.skipped) for b in lists)
         server = config.server
         self.account = resolve_account(server.user, server.group) if server.user else None
         # Per process: the supervisor's HTTP share here, each worker's DNS shares in it.

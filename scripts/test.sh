@@ -8,9 +8,10 @@ cd "$(dirname "$0")/.."
 # unbound and dnsmasq for export checks and the benchmark, dnsperf, prometheus + promtool,
 # nftables and iproute2 for the egress tests, systemd for systemd-analyze (deploy/systemd),
 # publicsuffix for `dnsfilter lists lint`, openssl for the DNS-over-TLS tests' certificates
-# (unbound serves DoT with them).
+# (unbound serves DoT with them), bind9 for named, which loads the RPZ export and RPZ lists
+# in tests/integration/test_lists_peers.py.
 DEBIAN_PACKAGES=(bind9-dnsutils nsd unbound dnsmasq dnsperf prometheus nftables iproute2 tcpdump systemd
-  publicsuffix openssl)
+  publicsuffix openssl bind9)
 
 missing=()
 for pkg in "${DEBIAN_PACKAGES[@]}"; do

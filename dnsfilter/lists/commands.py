@@ -63,6 +63,21 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         metavar="FILE",
         help="Public Suffix List file (default: /usr/share/publicsuffix/public_suffix_list.dat)",
     )
+    lint.add_argument(
+        "--quiet",
+        action="append",
+        default=[],
+        metavar="KIND",
+        help="neither show nor count findings of this kind (repeatable): loader, duplicate, "
+        "covered, public-suffix, wide, known-wide, exception, punycode, evidence, field, network",
+    )
+    lint.add_argument(
+        "--max-per-kind",
+        type=_non_negative,
+        default=20,
+        metavar="N",
+        help="show N findings of each kind per file, then how many more (default 20; 0: all)",
+    )
     lint.set_defaults(command=cmd_lint)
 
     diff = actions.add_parser("diff", help="names, exceptions and networks added or removed")
@@ -145,7 +160,14 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_lint(args: argparse.Namespace) -> int:
     from dnsfilter.lists.lint import lint_command
 
-    return lint_command(args.paths, args.config, args.format, args.public_suffix_list)
+    return lint_command(
+        args.paths,
+        args.config,
+        args.format,
+        args.public_suffix_list,
+        quiet=args.quiet,
+        max_per_kind=args.max_per_kind,
+    )
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
@@ -183,3 +205,13 @@ def cmd_explain(args: argparse.Namespace) -> int:
     text = render_json(explanation) if args.format == "json" else render_text(explanation)
     sys.stdout.write(text)
     return EXIT_OK
+
+
+def _non_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more (got {value})")
+    return value

@@ -191,11 +191,37 @@ def render_rpz(export: Export) -> str:
         f"@ IN SOA localhost. hostmaster.localhost. {serial} 3600 600 86400 {ttl}",
         "@ IN NS localhost.",
     ]
-    for rule in name_rules(export.lists, export.allowlist, export.mode):
+    for rule in _with_filled_empty_non_terminals(
+        name_rules(export.lists, export.allowlist, export.mode)
+    ):
         data = _rpz_data(rule.mode, export)
         for owner in (rule.name, f"*.{rule.name}"):
             lines += [f"{owner} {rtype} {rdata}" for rtype, rdata in data]
     return "\n".join(lines) + "\n"
+
+
+def _with_filled_empty_non_terminals(rules: Sequence[NameRule]) -> list[NameRule]:
+    """The rules, plus the inherited rule at every name between a rule and the one above.
+
+    A rule two or more labels below another (a.b.x under x) makes b.x an empty
+    non-terminal of the zone, and an RFC 4592 wildcard does not match at or below one:
+    *.x no longer covers b.x or c.b.x, so unbound resolves them. Writing b.x and *.b.x
+    with x's action keeps the names below x answered as dnsfilter answers them.
+    """
+    by_name = {rule.name: rule for rule in rules}
+    filled: dict[str, NameRule] = {}
+    for rule in rules:
+        between: list[str] = []
+        for parent in suffixes(rule.name)[1:]:
+            cover = by_name.get(parent)
+            if cover is not None:
+                for name in between:
+                    filled.setdefault(name, NameRule(name, cover.mode, cover.list_name))
+                break
+            between.append(parent)
+    if not filled:
+        return list(rules)
+    return sorted([*rules, *filled.values()], key=lambda r: canonical_key(r.name))
 
 
 def _rpz_data(mode: BlockMode | None, export: Export) -> list[tuple[str, str]]:

@@ -9,6 +9,7 @@ from dataclasses import replace
 from pathlib import PurePosixPath
 from urllib.parse import urlsplit
 
+from dnsfilter.errors import ListError
 from dnsfilter.lists.adblock import parse_adblock
 from dnsfilter.lists.hostsformat import parse_hosts
 from dnsfilter.lists.model import BlockList
@@ -51,9 +52,43 @@ _PARSERS: dict[str, Callable[[str, str, str], BlockList]] = {
 def parse_list(text: str, filename: str, name: str, format: str | None = None) -> BlockList:
     """Parse text in the given format (detected when None); ListError on invalid lines.
 
-    An empty name keeps a YAML list's own name.
+    An empty name keeps a YAML list's own name. A dnsmasq or unbound config file (what
+    list projects also publish) is refused with one error, whatever format was asked for:
+    read line by line it would give an error a line.
     """
-    return _PARSERS[format or detect_format(text, filename)](text, filename, name)
+    format = format or detect_format(text, filename)
+    if format != "yaml":
+        config = config_kind(text[:_SNIFF_CHARS])
+        if config is not None:
+            raise ListError(
+                [
+                    f"{filename}: this is {config}, not a list: dnsfilter reads yaml, hosts, "
+                    "plain (one name a line), adblock and rpz lists; use the list's hosts or "
+                    "domains edition, which list projects publish beside this one"
+                ]
+            )
+    return _PARSERS[format](text, filename, name)
+
+
+# Lines only a server's config has: unbound's clauses and local-zone/local-data, dnsmasq's
+# address=/server=/local= options.
+_UNBOUND_LINE = re.compile(r"\s*(?:server:|local-zone:|local-data:|forward-zone:|include:)")
+_DNSMASQ_LINE = re.compile(r"\s*(?:address|server|local|ipset|nftset)=/")
+
+
+def config_kind(head: str) -> str | None:
+    """ "an unbound config file" or "a dnsmasq config file" when most lines of head are
+    that server's options (comments aside); None for anything else."""
+    lines = [line for line in head.splitlines() if line.strip() and line.lstrip()[0] not in "#!;"]
+    if not lines:
+        return None
+    unbound = sum(1 for line in lines if _UNBOUND_LINE.match(line))
+    dnsmasq = sum(1 for line in lines if _DNSMASQ_LINE.match(line))
+    if 2 * unbound > len(lines):
+        return "an unbound config file (local-zone: lines)"
+    if 2 * dnsmasq > len(lines):
+        return "a dnsmasq config file (address=/.../ lines)"
+    return None
 
 
 def detect_format(text: str, filename: str) -> str:

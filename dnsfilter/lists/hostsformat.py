@@ -13,6 +13,7 @@ import re
 
 from dnsfilter.lists.model import BlockList
 from dnsfilter.lists.textlist import (
+    LOCAL_NAMES,
     SIMPLE_NAME_LINE,
     LineReport,
     check_name,
@@ -48,6 +49,10 @@ def _read_line(line: str, number: int, report: LineReport) -> list[str]:
     if not words:
         return []
     address = words[0]
+    if len(words) > 1 and all(word.lower() in LOCAL_NAMES for word in words[1:]):
+        # The machine's own names, whatever the address: every hosts file starts with
+        # them (StevenBlack's writes "255.255.255.255 broadcasthost", "fe80::1%lo0 localhost").
+        return []
     if address not in _BLOCKING_ADDRESSES and not _blocking_address(address, number, report):
         return []
     if len(words) == 1:

@@ -35,8 +35,24 @@ EXIT_INVALID = 2
 _TIMESTAMP = "tag:yaml.org,2002:timestamp"
 _EVIDENCE = re.compile(r"https?://\S+|[\w.-]+/[\w.-]+@\S+")
 
+#: Every kind of finding, for --quiet and --max-per-kind, with what it is about.
+KINDS: dict[str, str] = {
+    "loader": "what the loader rejects, or skips with a warning",
+    "duplicate": "a name written twice",
+    "covered": "an entry a parent entry of the list already covers",
+    "public-suffix": "an entry that is a public suffix",
+    "wide": "a whole registrable domain without a note",
+    "known-wide": "a shared platform or a known mistake of app lists (app lists only)",
+    "exception": "an exception that matches nothing, equals an entry or silences one",
+    "punycode": "an IDN not in punycode, or a name not in its normal spelling",
+    "evidence": "missing or malformed evidence, a plain-string entry",
+    "field": "an unquoted added date, a name other than the file's stem",
+    "network": "overlapping networks",
+}
+
 #: Apexes of shared platforms (blocking them takes down unrelated services) and names that
-#: public lists carry by mistake; blocklists/README.md, "Curation rules" 1, 2 and 7.
+#: public lists carry by mistake; blocklists/README.md, "Curation rules" 1, 2 and 7. Advice
+#: for lists of one app's names: a general ad list blocks such names on purpose.
 KNOWN_WIDE: dict[str, str] = {
     "qq.com": "Tencent's shared apex (QQ Mail, wechat.com updaters): list app-specific names",
     "tencent.com": "Tencent's shared corporate apex: list app-specific names",
@@ -63,6 +79,7 @@ class Finding:
     line: int  #: 0 when the problem has no line (an unreadable file)
     severity: Severity
     message: str
+    kind: str = "loader"  #: what --quiet names and --max-per-kind counts (see KINDS)
 
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}" if self.line else self.file
@@ -146,14 +163,11 @@ class PublicSuffixList:
 
 
 def _punycode(rule: str) -> str | None:
+    # Encoded as list entries are (IDNA 2008), so the two compare.
     try:
-        return ".".join(
-            label.encode("idna").decode("ascii") if not label.isascii() else label
-            for label in rule.lower().split(".")
-        )
-    except UnicodeError:
-        # IDNA 2003 cannot encode a few newer labels; no list entry can match them anyway.
-        return None
+        return normalize_domain(rule)
+    except InvalidName:
+        return None  # no list entry can match it anyway
 
 
 # ---------------------------------------------------------------------------------------
@@ -209,11 +223,20 @@ def _lint_other(
                 0,
                 Severity.WARNING,
                 f"{blocklist.duplicates} duplicate entries (the loader drops them)",
+                "duplicate",
             )
         )
-    linter = _Linter(filename, psl, findings, notes=False)
+    linter = _Linter(
+        filename,
+        psl,
+        findings,
+        notes=False,
+        important=blocklist.important_domains,
+        specific_wins=blocklist.specific_wins,
+    )
     domains = [_Entry(e.domain, e.line, e.note, "domains") for e in blocklist.domains]
     exceptions = [_Entry(e.domain, e.line, e.note, "exceptions") for e in blocklist.exceptions]
+    linter.exception_names = frozenset(e.name for e in exceptions)
     linter.check_domains(domains)
     linter.check_exceptions(exceptions, domains)
     return _in_order(findings)
@@ -234,22 +257,33 @@ class _Linter:
         psl: PublicSuffixList | None,
         out: list[Finding],
         notes: bool = True,
+        important: frozenset[str] = frozenset(),
+        specific_wins: bool = False,
     ) -> None:
         self.filename = filename
         self.psl = psl
         self.out = out
         self.notes = notes  #: the format has notes, so a wide entry can explain itself
+        #: a list of one app's names (YAML, an app category): KNOWN_WIDE's advice applies
+        self.app_list = False
+        self.important = important  #: entries that an exception above does not lift
+        self.specific_wins = specific_wins  #: RPZ: an entry below an exception still blocks
+        self.exception_names: frozenset[str] = frozenset()
 
-    def add(self, line: int, severity: Severity, message: str) -> None:
-        self.out.append(Finding(self.filename, line, severity, message))
+    def add(self, line: int, severity: Severity, message: str, kind: str) -> None:
+        self.out.append(Finding(self.filename, line, severity, message, kind))
 
     def run(self, top: Mapping) -> None:
+        self.app_list = _text(get(top, "category")) not in ("", "other", "bypass")
         name = get(top, "name")
         stem = Path(self.filename).stem
         if isinstance(name, Scalar) and name.text and name.text != stem:
-            self.add(name.line, Severity.WARNING, f"name {name.text!r} is not the file's stem")
+            self.add(
+                name.line, Severity.WARNING, f"name {name.text!r} is not the file's stem", "field"
+            )
         domains = self.entries(get(top, "domains"), "domains")
         exceptions = self.entries(get(top, "exceptions"), "exceptions")
+        self.exception_names = frozenset(e.name for e in exceptions)
         self.check_domains(domains)
         self.check_exceptions(exceptions, domains)
         self.check_networks(get(top, "networks"))
@@ -266,6 +300,7 @@ class _Linter:
                     child.line,
                     Severity.WARNING,
                     f"{text!r} is a plain string: write a mapping with domain and evidence",
+                    "evidence",
                 )
             elif isinstance(child, Mapping):
                 domain = get(child, "domain")
@@ -284,9 +319,12 @@ class _Linter:
                     child.line,
                     Severity.ERROR,
                     f"{text!r} is not in punycode: write {normalized!r}",
+                    "punycode",
                 )
             elif text != normalized:
-                self.add(child.line, Severity.WARNING, f"write {text!r} as {normalized!r}")
+                self.add(
+                    child.line, Severity.WARNING, f"write {text!r} as {normalized!r}", "punycode"
+                )
             out.append(_Entry(normalized, child.line, note, section))
         return out
 
@@ -294,12 +332,18 @@ class _Linter:
         evidence = get(entry, "evidence")
         text = _text(evidence)
         if not text.strip():
-            self.add(entry.line, Severity.WARNING, "no evidence: say where this is documented")
+            self.add(
+                entry.line,
+                Severity.WARNING,
+                "no evidence: say where this is documented",
+                "evidence",
+            )
         elif evidence is not None and not _EVIDENCE.fullmatch(text.strip()):
             self.add(
                 evidence.line,
                 Severity.WARNING,
                 f"evidence {text.strip()[:60]!r} is neither a URL nor owner/repo@commit:path",
+                "evidence",
             )
         added = get(entry, "added")
         if isinstance(added, Scalar) and added.tag == _TIMESTAMP and not added.quoted:
@@ -307,6 +351,7 @@ class _Linter:
                 added.line,
                 Severity.WARNING,
                 f"added: {added.text} is read by YAML as a date; quote it",
+                "field",
             )
 
     def check_domains(self, domains: Sequence[_Entry]) -> None:
@@ -314,23 +359,34 @@ class _Linter:
         for entry in domains:
             seen = first.get(entry.name)
             if seen is not None:
-                self.add(entry.line, Severity.ERROR, f"duplicate of line {seen.line}")
+                self.add(entry.line, Severity.ERROR, f"duplicate of line {seen.line}", "duplicate")
                 continue
             first[entry.name] = entry
         for entry in first.values():
             parent = _closest_parent(entry.name, first)
-            if parent is not None:
+            if parent is not None and not self._exception_between(entry.name, parent.name):
                 self.add(
                     entry.line,
                     Severity.WARNING,
                     f"{entry.name} is already covered by {parent.name} (line {parent.line})",
+                    "covered",
                 )
             self.check_suffix(entry)
 
+    def _exception_between(self, name: str, parent: str) -> bool:
+        # An entry below an exception is another rule than its parent (it is either lifted,
+        # reported by check_exceptions, or beats the exception: $important, RPZ).
+        for between in suffixes(name)[1:]:
+            if between == parent:
+                return False
+            if between in self.exception_names:
+                return True
+        return False
+
     def check_suffix(self, entry: _Entry) -> None:
-        known = KNOWN_WIDE.get(entry.name)
+        known = KNOWN_WIDE.get(entry.name) if self.app_list else None
         if known is not None:
-            self.add(entry.line, Severity.WARNING, f"{entry.name}: {known}")
+            self.add(entry.line, Severity.WARNING, f"{entry.name}: {known}", "known-wide")
         if self.psl is None:
             return
         if self.psl.is_public_suffix(entry.name):
@@ -338,6 +394,7 @@ class _Linter:
                 entry.line,
                 Severity.ERROR,
                 f"{entry.name} is a public suffix: it blocks every site registered under it",
+                "public-suffix",
             )
         elif (
             self.notes and known is None and not entry.note.strip() and self.psl.is_apex(entry.name)
@@ -347,6 +404,7 @@ class _Linter:
                 Severity.WARNING,
                 f"wide entry: {entry.name} is a whole registrable domain; say in note why "
                 "everything under it must go",
+                "wide",
             )
 
     def check_exceptions(self, exceptions: Sequence[_Entry], domains: Sequence[_Entry]) -> None:
@@ -357,7 +415,7 @@ class _Linter:
         for entry in exceptions:
             seen = first.get(entry.name)
             if seen is not None:
-                self.add(entry.line, Severity.ERROR, f"duplicate of line {seen.line}")
+                self.add(entry.line, Severity.ERROR, f"duplicate of line {seen.line}", "duplicate")
                 continue
             first[entry.name] = entry
         for entry in first.values():
@@ -368,6 +426,7 @@ class _Linter:
                     Severity.ERROR,
                     f"exception {entry.name} is also an entry (line {same.line}), "
                     "which therefore never blocks",
+                    "exception",
                 )
                 continue
             parent_exception = _closest_parent(entry.name, first)
@@ -377,15 +436,20 @@ class _Linter:
                     Severity.WARNING,
                     f"{entry.name} is already covered by exception {parent_exception.name} "
                     f"(line {parent_exception.line})",
+                    "covered",
                 )
             elif _closest_parent(entry.name, blocking) is None:
                 self.add(
                     entry.line,
                     Severity.ERROR,
                     f"exception {entry.name} matches nothing: no entry of this list above it",
+                    "exception",
                 )
-        # An exception holds for every name below it, so it also silences entries there.
+        # An exception holds for every name below it, so it also silences entries there
+        # (but $important ones, and any in a list where the most specific rule wins).
         for entry in blocking.values():
+            if self.specific_wins or entry.name in self.important:
+                continue
             exception = _closest_parent(entry.name, first)
             if exception is not None:
                 self.add(
@@ -393,6 +457,7 @@ class _Linter:
                     Severity.ERROR,
                     f"{entry.name} never blocks: exception {exception.name} "
                     f"(line {exception.line}) covers it",
+                    "exception",
                 )
 
     def check_networks(self, node: Node | None) -> None:
@@ -410,7 +475,9 @@ class _Linter:
             for other, line in seen:
                 if other.version == prefix.version and other.overlaps(prefix):
                     what = "duplicate of" if other == prefix else f"overlaps {other} on"
-                    self.add(child.line, Severity.WARNING, f"{prefix} {what} line {line}")
+                    self.add(
+                        child.line, Severity.WARNING, f"{prefix} {what} line {line}", "network"
+                    )
                     break
             seen.append((prefix, child.line))
 
@@ -487,9 +554,52 @@ def expand_paths(
     return [(resolve_list_path(item.file, base), item.format) for item in loaded.lists if item.file]
 
 
+#: Findings of one kind shown per file before the rest are counted in one line.
+DEFAULT_MAX_PER_KIND = 20
+
+
+def capped(findings: Sequence[Finding], max_per_kind: int) -> list[Finding]:
+    """The first max_per_kind findings of each kind of each file (0: all), then a line per
+    file and kind saying how many more there are."""
+    if max_per_kind <= 0:
+        return list(findings)
+    shown: list[Finding] = []
+    seen: dict[tuple[str, str], int] = {}
+    for finding in findings:
+        key = (finding.file, finding.kind)
+        seen[key] = seen.get(key, 0) + 1
+        if seen[key] <= max_per_kind:
+            shown.append(finding)
+    for (file, kind), count in seen.items():
+        if count > max_per_kind:
+            shown.append(
+                Finding(
+                    file,
+                    0,
+                    Severity.WARNING,
+                    f"and {count - max_per_kind:,} more {kind!r} findings "
+                    f"(--max-per-kind 0 shows them, --quiet {kind} hides the kind)",
+                    kind,
+                )
+            )
+    return shown
+
+
 def lint_command(
-    paths: Sequence[Path], config: Path | None, fmt: str, psl_path: Path | None
+    paths: Sequence[Path],
+    config: Path | None,
+    fmt: str,
+    psl_path: Path | None,
+    quiet: Sequence[str] = (),
+    max_per_kind: int = DEFAULT_MAX_PER_KIND,
 ) -> int:
+    unknown = [kind for kind in quiet if kind not in KINDS]
+    if unknown:
+        print(
+            f"dnsfilter lists lint: --quiet {unknown[0]}: no such kind (kinds: {', '.join(KINDS)})",
+            file=sys.stderr,
+        )
+        return EXIT_INVALID
     try:
         files = expand_paths(paths, config, Path.cwd())
     except UsageError as exc:
@@ -511,13 +621,14 @@ def lint_command(
             "(apt-get install publicsuffix)",
             file=sys.stderr,
         )
-    findings = lint_paths(files, psl)
-    for finding in findings:
+    # A quieted kind is neither shown nor counted: the maintainer chose to live with it.
+    findings = [f for f in lint_paths(files, psl) if f.kind not in quiet]
+    for finding in capped(findings, max_per_kind):
         print(finding.github() if fmt == "github" else str(finding))
     if findings:
         errors = sum(1 for f in findings if f.severity is Severity.ERROR)
         print(
-            f"{len(findings)} findings ({errors} errors) in {len(files)} files",
+            f"{len(findings):,} findings ({errors:,} errors) in {len(files)} files",
             file=sys.stderr,
         )
         return EXIT_FINDINGS

@@ -120,3 +120,13 @@ class BlockList:
     duplicates: int = 0  #: entries dropped because the same name came twice
     #: skipped syntax, one ``file:line: message`` each (the list still loads without it)
     warnings: tuple[str, ...] = ()
+    #: lines of a third-party list that were skipped as unreadable (each also a warning)
+    skipped: int = 0
+    #: names of `domains` that beat this list's ordinary exceptions (adblock ``$important``)
+    important_domains: frozenset[str] = frozenset()
+    #: names of `exceptions` that beat even important entries (``@@...$important``)
+    important_exceptions: frozenset[str] = frozenset()
+    #: True: the most specific entry or exception decides, as in RPZ, unbound and BIND.
+    #: False (adblock, YAML): an exception anywhere above or at a name lifts every
+    #: ordinary entry of the list, however specific the entry is.
+    specific_wins: bool = False

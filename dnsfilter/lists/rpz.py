@@ -18,6 +18,10 @@ covers x alone and ``*.x`` covers the names below x but not x. Both widen to "x 
 subdomains (as a hosts entry does); ``*.x`` alone also blocks x itself, which its author did
 not ask for, so it carries a warning naming the line. Other triggers (rpz-ip, rpz-nsip,
 rpz-nsdname, rpz-client-ip) and ``rpz-tcp-only.`` are skipped with a warning.
+
+Between rules, the most specific one wins, as in unbound and BIND: the list is loaded with
+``specific_wins``, so ``bad.x CNAME .`` below ``*.x CNAME rpz-passthru.`` still blocks
+bad.x (an adblock exception, by contrast, lifts every entry below it).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Iterator
+from dataclasses import replace
 
 from dnsfilter.blocking import BlockMode
 from dnsfilter.lists.model import BlockList, DomainEntry
@@ -104,7 +109,9 @@ def parse_rpz(text: str, filename: str, name: str) -> BlockList:
         elif rtype == "CNAME":
             duplicates += 1  # A and AAAA on one owner are one trigger; a second CNAME repeats it
     blocks, exceptions = _entries(exact, wild, report)
-    return finish(report, name, filename, "RPZ", blocks, exceptions, duplicates)
+    blocklist = finish(report, name, filename, "RPZ", blocks, exceptions, duplicates)
+    # unbound and BIND let the most specific trigger win: a block below a passthru blocks.
+    return replace(blocklist, specific_wins=True)
 
 
 def _entries(

@@ -91,7 +91,12 @@ def numbered_lines(text: str) -> Iterator[tuple[int, str]]:
 
 
 class LineReport:
-    """Errors and warnings of one file as ``file:line: message``, at most MAX_REPORTED each."""
+    """Errors and warnings of one file as ``file:line: message``, at most MAX_REPORTED each.
+
+    An error is a line that cannot be read at all. Lists in these formats come from
+    outside, often from a feed that changes daily, so such a line is skipped (and counted)
+    rather than failing the list; only a file with no readable entry fails (see finish).
+    """
 
     __slots__ = ("_errors", "_warnings", "error_count", "filename", "warning_count")
 
@@ -118,7 +123,16 @@ class LineReport:
             raise ListError(self._lines(self._errors, self.error_count, "errors"))
 
     def warnings(self) -> tuple[str, ...]:
-        return tuple(self._lines(self._warnings, self.warning_count, "warnings"))
+        """Every warning, and every error as a skipped line, in line order."""
+        skipped = [(line, f"{message}; line skipped") for line, message in self._errors]
+        lines = self._lines([*skipped, *self._warnings], 0, "")
+        if self.error_count > MAX_REPORTED:
+            lines.append(f"{self.filename}: {self.error_count - MAX_REPORTED} more skipped lines")
+        if self.warning_count > MAX_REPORTED:
+            lines.append(
+                f"{self.filename}: {self.warning_count - MAX_REPORTED} more warnings not shown"
+            )
+        return tuple(lines)
 
     def _lines(self, problems: list[tuple[int, str]], count: int, kind: str) -> list[str]:
         # Sorted: a format may find a problem only once the whole file is read (RPZ pairs).
@@ -143,6 +157,10 @@ def check_name(token: str, line: int, report: LineReport) -> str | None:
 def _check_slowly(token: str, line: int, report: LineReport) -> str | None:
     if token.lower().rstrip(".") in LOCAL_NAMES:
         return None
+    if token.startswith("*."):
+        # "*.x" (the names below x) reads as x in every format, as in plain lists: an
+        # entry covers its name and everything below it.
+        token = token[2:]
     try:
         name = normalize_domain(token)
     except InvalidName as exc:
@@ -243,8 +261,13 @@ def finish(
     exceptions: Sequence[DomainEntry] = (),
     duplicates: int = 0,
 ) -> BlockList:
-    """The BlockList, or ListError if any line had an error."""
-    report.raise_errors()
+    """The BlockList; ListError only when lines had errors and none gave an entry.
+
+    Such a file is not a list in this format at all (an HTML error page, another format),
+    and a refresh keeps the last good copy rather than load it as an empty list.
+    """
+    if not domains and not exceptions:
+        report.raise_errors()
     return BlockList(
         name=name,
         source=filename,
@@ -254,6 +277,7 @@ def finish(
         exceptions=exceptions,
         duplicates=duplicates,
         warnings=report.warnings(),
+        skipped=report.error_count,
     )
 
 

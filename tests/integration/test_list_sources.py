@@ -99,8 +99,20 @@ def test_check_config_list_flag(tmp_path: Path, scripted_upstream: ScriptedUpstr
     bad = tmp_path / "bad.hosts"
     bad.write_text("0.0.0.0 ok.example\n0.0.0.0 bad..example\n")
     result = _check_config(str(config), "--list", str(bad))
+    # A third-party list skips the line it cannot read, says so, and counts it.
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == (
+        f"{config}: OK (1 networks, 1 policies, 1 lists with 1 entries; "
+        "1 unreadable lines skipped)\n"
+    )
+    assert result.stderr.splitlines() == [
+        f"{bad}:2: 'bad..example' has an empty label; line skipped"
+    ]
+    # Only a file with no readable line at all fails.
+    bad.write_text("0.0.0.0 bad..example\n")
+    result = _check_config(str(config), "--list", str(bad))
     assert result.returncode == 2
-    assert result.stderr.splitlines() == [f"{bad}:2: 'bad..example' has an empty label"]
+    assert result.stderr.splitlines() == [f"{bad}:1: 'bad..example' has an empty label"]
 
 
 def test_serve_refuses_a_bad_list_flag(tmp_path: Path) -> None:

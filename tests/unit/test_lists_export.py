@@ -152,12 +152,52 @@ _MODES = st.sampled_from([None, NULL, NXDOMAIN, NODATA])
 def _blocklists(draw: Any, index: int) -> BlockList:
     domains = draw(st.dictionaries(_NAMES, _MODES, max_size=6))
     exceptions = draw(st.lists(_NAMES, max_size=3, unique=True))
+    # Every precedence a list can have: adblock's (with $important) or RPZ's.
+    important = draw(st.sets(st.sampled_from(sorted(domains)))) if domains else set()
+    important_exceptions = draw(st.sets(st.sampled_from(exceptions))) if exceptions else set()
     return BlockList(
         f"l{index}",
         f"l{index}.yaml",
         domains=tuple(DomainEntry(n, 1, mode=m) for n, m in domains.items()),
         exceptions=tuple(DomainEntry(n, 1) for n in exceptions),
+        important_domains=frozenset(important),
+        important_exceptions=frozenset(important_exceptions),
+        specific_wins=draw(st.booleans()),
     )
+
+
+def _rpz_actions(zone: str) -> dict[str, str]:
+    """owner -> its records' data, of the zone's policy records."""
+    actions: dict[str, list[str]] = {}
+    for line in zone.splitlines():
+        if not line or line[0] in ";$@":
+            continue
+        owner, rtype, rdata = line.split()
+        actions.setdefault(owner, []).append(f"{rtype} {rdata}")
+    # A passthru answers as no rule does: resolved normally.
+    return {
+        owner: "" if data == ["CNAME rpz-passthru."] else " ".join(sorted(data))
+        for owner, data in actions.items()
+    }
+
+
+def _rpz_lookup(zone: dict[str, str], qname: str) -> str:
+    """The action RFC 4592 gives qname: its own records, else the wildcard at its closest
+    encloser -- the deepest ancestor that exists, as an owner or as an empty non-terminal."""
+    if qname in zone:
+        return zone[qname]
+    exists = {s for owner in zone for s in suffixes(owner.removeprefix("*."))}
+    for encloser in suffixes(qname)[1:]:
+        if encloser in exists:
+            return zone.get(f"*.{encloser}", "")
+    return ""
+
+
+def _rpz_action_of(mode: BlockMode | None) -> str:
+    """What render_rpz writes for a mode (the default Export: no sinkhole addresses)."""
+    if mode is None:
+        return ""
+    return {NULL: "A 0.0.0.0 AAAA ::", NXDOMAIN: "CNAME .", NODATA: "CNAME *."}[mode]
 
 
 def _most_specific_wins(rules: list[NameRule], qname: str) -> BlockMode | None:
@@ -195,6 +235,13 @@ def test_most_specific_wins_over_the_rules_answers_every_name_as_dnsfilter(
             _most_specific_wins(rules, rule.name.partition(".")[2]) if "." in rule.name else None
         )
         assert rule.mode is not parent, rule
+    # The RPZ zone itself, read as unbound reads it (RFC 4592 wildcards), agrees too.
+    export = Export(lists, tuple(allowlist), mode=mode, generated=GENERATED)
+    zone = _rpz_actions(render(ExportFormat.RPZ, export))
+    for qname in [*queries, *mentioned, *(f"x.{n}" for n in mentioned)]:
+        hit = table.match(qname, mask)
+        expected = None if hit is None else table.override(*hit) or mode
+        assert _rpz_lookup(zone, qname) == _rpz_action_of(expected), qname
     # hosts files get exactly the mentioned names that are blocked.
     blocked = {r.name for r in blocked_names(lists, allowlist, mode)}
     assert blocked == {n for n in mentioned if table.match(n, mask) is not None}

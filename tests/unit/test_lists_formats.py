@@ -20,6 +20,7 @@ from dnsfilter.lists.model import BlockList, DomainEntry
 from dnsfilter.lists.plainformat import parse_plain
 from dnsfilter.lists.rpz import parse_rpz
 from dnsfilter.lists.textlist import MAX_REPORTED, SIMPLE_NAME_LINE, LineReport, read_lines
+from dnsfilter.policy import DomainTable
 
 
 def _text(text: str) -> str:
@@ -31,10 +32,18 @@ def _names(entries: Sequence[DomainEntry]) -> list[tuple[str, int]]:
 
 
 def _errors(parse: object, text: str, filename: str) -> list[str]:
+    """The unreadable lines: skipped with a warning each, or ListError's problems when
+    no line at all gave an entry."""
     assert callable(parse)
-    with pytest.raises(ListError) as info:
-        parse(_text(text), filename, "x")
-    return info.value.problems
+    try:
+        blocklist = parse(_text(text), filename, "x")
+    except ListError as exc:
+        return exc.problems
+    assert isinstance(blocklist, BlockList)
+    assert blocklist.domains or blocklist.exceptions
+    skipped = [w for w in blocklist.warnings if w.endswith("; line skipped")]
+    assert blocklist.skipped == len(skipped)
+    return [w.removesuffix("; line skipped") for w in skipped]
 
 
 # ---------------------------------------------------------------------------------------
@@ -72,12 +81,9 @@ def test_hosts_reads_blocking_lines_and_skips_the_machines_own_names() -> None:
     ]
     assert blocklist.duplicates == 1
     assert (blocklist.name, blocklist.source) == ("block", "block.hosts")
-    # fe00::0 and 255.255.255.255 are real addresses: local overrides, not blocks.
-    assert blocklist.warnings == (
-        "block.hosts:4: maps names to fe00::0, not to a null address: a local override; skipped",
-        "block.hosts:5: maps names to 255.255.255.255, not to a null address: "
-        "a local override; skipped",
-    )
+    # fe00::0 and 255.255.255.255 are real addresses, but for the machine's own names: the
+    # standard header of a hosts file (StevenBlack's too), skipped without a warning.
+    assert blocklist.warnings == ()
 
 
 @pytest.mark.parametrize(
@@ -115,11 +121,6 @@ def test_hosts_warnings_name_the_line(line: str, warning: str) -> None:
             id="long-label",
         ),
         pytest.param(
-            "0.0.0.0 *.example.com",
-            "'*.example.com': an entry already matches every name below it; drop the '*.'",
-            id="wildcard",
-        ),
-        pytest.param(
             "ads.example.com",
             "'ads.example.com' is not an IP address (a hosts line is ADDRESS NAME...)",
             id="no-address",
@@ -136,6 +137,38 @@ def test_hosts_errors_name_the_line(line: str, error: str) -> None:
     assert _errors(parse_hosts, f"0.0.0.0 ok.example\n\n{line}\n", "h.txt") == [f"h.txt:3: {error}"]
 
 
+@pytest.mark.parametrize(
+    ("parse", "text"),
+    [
+        pytest.param(parse_hosts, "0.0.0.0 *.wild.example\n", id="hosts"),
+        pytest.param(parse_plain, "*.wild.example\n", id="plain"),
+        pytest.param(parse_adblock, "||*.wild.example^\n", id="adblock"),
+        pytest.param(parse_rpz, "wild.example CNAME .\n*.wild.example CNAME .\n", id="rpz"),
+    ],
+)
+def test_wildcards_mean_the_same_in_every_format(parse: object, text: str) -> None:
+    assert callable(parse)
+    blocklist = parse(text, "f", "f")
+    assert [e.domain for e in blocklist.domains] == ["wild.example"]
+    assert blocklist.warnings == ()
+
+
+def test_a_bad_line_is_skipped_not_the_whole_list() -> None:
+    text = "0.0.0.0 ok.example\n0.0.0.0 bad..example\n0.0.0.0 also-ok.example\n"
+    blocklist = parse_hosts(text, "h.txt", "h")
+    assert _names(blocklist.domains) == [("ok.example", 1), ("also-ok.example", 3)]
+    assert blocklist.skipped == 1
+    assert blocklist.warnings == ("h.txt:2: 'bad..example' has an empty label; line skipped",)
+
+
+def test_a_file_with_no_readable_line_is_still_an_error() -> None:
+    with pytest.raises(ListError) as info:
+        parse_plain("<html>\n<body>not found</body>\n", "p.txt", "p")
+    assert info.value.problems[0] == (
+        "p.txt:1: label '<html>' has characters other than a-z 0-9 - _"
+    )
+
+
 def test_hosts_idn_is_encoded() -> None:
     blocklist = parse_hosts("0.0.0.0 bücher.example\n", "h", "h")
     assert _names(blocklist.domains) == [("xn--bcher-kva.example", 1)]
@@ -147,6 +180,10 @@ def test_errors_and_warnings_are_capped_per_file() -> None:
     assert len(problems) == MAX_REPORTED + 1
     assert problems[0] == "h:1: 'bad..0.example' has an empty label"
     assert problems[-1] == "h: 5 more errors not shown"
+    text = "0.0.0.0 ok.example\n" + text
+    blocklist = parse_hosts(text, "h", "h")
+    assert blocklist.skipped == MAX_REPORTED + 5
+    assert blocklist.warnings[-1] == "h: 5 more skipped lines"
     text = "".join(f"10.0.0.1 n{n}.example\n" for n in range(MAX_REPORTED + 2))
     warnings = parse_hosts(text, "h", "h").warnings
     assert len(warnings) == MAX_REPORTED + 1
@@ -245,10 +282,12 @@ def test_adblock_reads_domain_rules_and_exceptions() -> None:
             "example.com#@#.banner", "cosmetic (element hiding) rule; skipped", id="css-exception"
         ),
         pytest.param("/ads[0-9]+\\./", "regular expression rule; skipped", id="regex"),
-        pytest.param("|https://x.example/ad.js", "URL rule (| anchor); skipped", id="url"),
+        pytest.param(
+            "|https://x.example/ad.js", "rule with a path; skipped (DNS sees names only)", id="url"
+        ),
         pytest.param(
             "ads.example.com",
-            "not a ||domain^ rule (matches any part of a URL); skipped",
+            "not a host name rule (URL or port); skipped (DNS sees names only)",
             id="bare-substring",
         ),
         pytest.param(
@@ -262,35 +301,47 @@ def test_adblock_reads_domain_rules_and_exceptions() -> None:
             id="important-and-client",
         ),
         pytest.param(
-            "@@||x.example^$badfilter",
-            "modifier $badfilter changes the rule's meaning; skipped",
-            id="exception-badfilter",
-        ),
-        pytest.param(
             "||x.example/ads/", "rule with a path; skipped (DNS sees names only)", id="path"
         ),
         pytest.param(
             "||x.example/ads^",
-            "'x.example/ads' is not a plain domain (wildcard, path or port); skipped",
+            "rule with a path; skipped (DNS sees names only)",
             id="path-anchored",
         ),
         pytest.param(
-            "||*.x.example^",
-            "'*.x.example' is not a plain domain (wildcard, path or port); skipped",
-            id="wildcard",
+            "||ads*.x.example^",
+            "'ads*.x.example': a wildcard inside a name; skipped (blocking less)",
+            id="wildcard-in-label",
         ),
         pytest.param(
             "||x.example:8080^",
-            "'x.example:8080' is not a plain domain (wildcard, path or port); skipped",
+            "not a host name rule (URL or port); skipped (DNS sees names only)",
             id="port",
         ),
         pytest.param(
-            "||x.example",
-            "no ^ after the domain, so it matches longer names too; skipped",
-            id="no-separator",
+            "||x.example.",
+            "'x.example.' ends in a dot, so it matches any top-level domain; skipped",
+            id="open-top-level",
         ),
         pytest.param(
             "||192.0.2.1^", "'192.0.2.1' is an IP address, not a name; skipped", id="address"
+        ),
+        pytest.param(
+            "@@/^ok[0-9]\\.x\\.example$/",
+            "regular expression exception; skipped: the blocks it lifts stay "
+            "(this may block more than its author meant)",
+            id="regex-exception",
+        ),
+        pytest.param(
+            "@@||x.example/path^",
+            "rule with a path; skipped, as AdGuard Home does (DNS sees names only)",
+            id="path-exception",
+        ),
+        pytest.param(
+            "@@||*.com^",
+            "exception '*.com' cannot be read without lifting all of 'com'; skipped: the "
+            "blocks it lifts stay (this may block more than its author meant)",
+            id="exception-of-a-whole-tld",
         ),
     ],
 )
@@ -299,6 +350,117 @@ def test_adblock_skips_other_syntax_with_a_warning(line: str, warning: str) -> N
     assert _names(blocklist.domains) == [("ok.example", 1)]
     assert blocklist.exceptions == ()
     assert blocklist.warnings == (f"f.txt:2: {warning}",)
+
+
+@pytest.mark.parametrize(
+    ("line", "block", "warning"),
+    [
+        pytest.param("||*.x.example^", "x.example", "", id="leading-wildcard"),
+        pytest.param(
+            "|x.example^|",
+            "x.example",
+            "|x.example^ matches x.example only; read as ||x.example^ (its subdomains too)",
+            id="exact",
+        ),
+        pytest.param(
+            "://x.example^",
+            "x.example",
+            "|x.example^ matches x.example only; read as ||x.example^ (its subdomains too)",
+            id="scheme-anchored",
+        ),
+        pytest.param(
+            "x.example^",
+            "x.example",
+            "x.example^ also matches names ending in 'x.example'; read as ||x.example^",
+            id="unanchored",
+        ),
+        pytest.param(
+            "||x.example",
+            "x.example",
+            "no ^ after x.example, so it also matches longer names; read as ||x.example^",
+            id="no-separator",
+        ),
+    ],
+)
+def test_adblock_blocks_read_as_at_most_what_they_match(
+    line: str, block: str, warning: str
+) -> None:
+    blocklist = parse_adblock(f"{line}\n", "f.txt", "f")
+    assert [e.domain for e in blocklist.domains] == [block]
+    assert blocklist.warnings == ((f"f.txt:1: {warning}",) if warning else ())
+
+
+@pytest.mark.parametrize(
+    ("line", "exception", "why"),
+    [
+        # The Android Private DNS check: a random label glued to "-ds.metric.gstatic.com".
+        pytest.param(
+            "@@-ds.metric.gstatic.com^|",
+            "metric.gstatic.com",
+            "'-ds.metric.gstatic.com' is a pattern",
+            id="unanchored-partial-label",
+        ),
+        pytest.param(
+            "@@|affiliate.x.example^|",
+            "affiliate.x.example",
+            "it means affiliate.x.example only",
+            id="exact",
+        ),
+        pytest.param(
+            "@@||cdn.us*.x.example^|", "x.example", "'cdn.us*.x.example' is a pattern", id="glob"
+        ),
+        pytest.param(
+            "@@||email.*.x.example^|", "x.example", "'email.*.x.example' is a pattern", id="star"
+        ),
+        pytest.param(
+            "@@||ok.x.example^$client=10.0.0.1",
+            "ok.x.example",
+            "modifier $client=10.0.0.1 narrows it",
+            id="client",
+        ),
+        pytest.param("@@||*.ok.x.example^", "ok.x.example", "", id="leading-wildcard"),
+        pytest.param("@@||ok.x.example^|", "ok.x.example", "", id="anchored-end"),
+    ],
+)
+def test_adblock_exceptions_widen_rather_than_leave_a_block_on(
+    line: str, exception: str, why: str
+) -> None:
+    blocklist = parse_adblock(f"||x.example^\n{line}\n", "f.txt", "f")
+    assert [e.domain for e in blocklist.exceptions] == [exception]
+    expected = (
+        f"f.txt:2: exception read as @@||{exception}^ ({why}): it lifts more than its "
+        "author meant, never less"
+    )
+    assert blocklist.warnings == ((expected,) if why else ())
+
+
+def test_adblock_important_and_badfilter() -> None:
+    blocklist = parse_adblock(
+        _text(
+            """\
+            ||imp.example^$important
+            @@||imp.example^
+            ||both.example^$important
+            @@||both.example^$important
+            ||gone.example^
+            ||gone.example^$badfilter
+            @@||kept.example^$important
+            @@||kept.example^$important,badfilter
+            ||stays.example^$important
+            ||stays.example^$badfilter
+            """
+        ),
+        "f.txt",
+        "f",
+    )
+    assert [e.domain for e in blocklist.domains] == ["imp.example", "both.example", "stays.example"]
+    assert [e.domain for e in blocklist.exceptions] == ["imp.example", "both.example"]
+    assert blocklist.important_domains == {"imp.example", "both.example", "stays.example"}
+    assert blocklist.important_exceptions == {"both.example"}
+    assert blocklist.warnings == (
+        "f.txt:5: removed by a $badfilter rule; skipped",
+        "f.txt:7: removed by a $badfilter rule; skipped",
+    )
 
 
 @pytest.mark.parametrize(
@@ -455,6 +617,22 @@ def test_rpz_block_and_passthru_on_one_name_keeps_the_block() -> None:
     assert _names(blocklist.domains) == [("x.example", 1)]
     assert blocklist.exceptions == ()
     assert blocklist.warnings == ("z.rpz:2: x.example is also blocked (line 1); the block is kept",)
+
+
+def test_rpz_most_specific_trigger_wins_as_in_unbound() -> None:
+    text = _text(
+        """\
+        *.mixed.example CNAME rpz-passthru.
+        bad.mixed.example CNAME .
+        """
+    )
+    blocklist = parse_rpz(text, "z.rpz", "z")
+    assert blocklist.specific_wins
+    table = DomainTable([blocklist])
+    mask = table.mask(["z"])
+    assert table.match("bad.mixed.example", mask) == (0, "bad.mixed.example")
+    assert table.match("x.bad.mixed.example", mask) == (0, "bad.mixed.example")
+    assert table.match("good.mixed.example", mask) is None
 
 
 def test_rpz_repeated_trigger_is_a_duplicate() -> None:

@@ -78,7 +78,7 @@ HEAD = """\
 name: apps
 title: Apps
 vendor: Test
-category: other
+category: social
 description: test
 references:
   - url: https://example.org/
@@ -135,7 +135,7 @@ def test_every_finding_on_its_line() -> None:
         "domain and evidence",
         "apps.yaml:26: warning: qq.com: Tencent's shared apex (QQ Mail, wechat.com updaters): "
         "list app-specific names",
-        "apps.yaml:29: warning: x.ok.example.com is already covered by example.com (line 10)",
+        # not also "covered by example.com": the exception between them lifts it
         "apps.yaml:29: error: x.ok.example.com never blocks: exception ok.example.com "
         "(line 33) covers it",
         "apps.yaml:31: warning: evidence 'seen somewhere' is neither a URL nor "
@@ -250,9 +250,9 @@ def test_exit_1_with_one_line_per_finding(
     assert main(args) == 1
     captured = capsys.readouterr()
     lines = captured.out.splitlines()
-    assert len(lines) == 16
+    assert len(lines) == 15
     assert lines[0].startswith(f"{tmp_path / 'apps.yaml'}:10: warning: wide entry")
-    assert "16 findings (6 errors) in 1 files" in captured.err
+    assert "15 findings (6 errors) in 1 files" in captured.err
 
 
 def test_github_format(tmp_path: Path, psl_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -330,3 +330,81 @@ def test_the_shipped_lists_lint_clean() -> None:
     findings = lint_paths(paths, PublicSuffixList.load(DEFAULT_PSL))
     unexpected = [str(f) for f in findings if (Path(f.file).name, f.message) not in ACCEPTED]
     assert unexpected == []
+
+
+def test_app_specific_advice_only_for_app_lists() -> None:
+    general = FINDINGS_LIST.replace("category: social", "category: other")
+    kinds = {f.kind for f in lint_text(general, "apps.yaml", PSL)}
+    assert "known-wide" not in kinds
+    assert "known-wide" in {f.kind for f in lint_text(FINDINGS_LIST, "apps.yaml", PSL)}
+    hosts = "0.0.0.0 app-measurement.com\n0.0.0.0 gifshow.com\n0.0.0.0 qq.com\n"
+    assert lint_text(hosts, "ads.hosts", PSL) == []
+
+
+def test_stevenblack_header_lines_give_no_finding() -> None:
+    text = (REPO / "tests" / "vectors" / "lists" / "stevenblack-hosts.txt").read_text()
+    findings = lint_text(text, "hosts", PSL)
+    assert {f.kind for f in findings} == {"covered"}  # real findings, none on lines 1-20
+    assert min(f.line for f in findings) > 20
+
+
+def test_entries_an_exception_does_not_lift_are_not_called_silenced() -> None:
+    adblock = "||x.example^\n@@||ok.x.example^\n||imp.ok.x.example^$important\n"
+    assert [f.message for f in lint_text(adblock, "a.txt", PSL, "adblock")] == []
+    rpz = "x.example CNAME .\nok.x.example CNAME rpz-passthru.\nin.ok.x.example CNAME .\n"
+    assert [f.message for f in lint_text(rpz, "z.rpz", PSL, "rpz")] == []
+
+
+def _many_covered(tmp_path: Path, count: int) -> Path:
+    path = tmp_path / "big.hosts"
+    path.write_text(
+        "0.0.0.0 ads.example\n" + "".join(f"0.0.0.0 n{i}.ads.example\n" for i in range(count))
+    )
+    return path
+
+
+def test_repeated_findings_are_capped_per_kind_with_a_count(
+    tmp_path: Path, psl_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = _many_covered(tmp_path, 76_850)
+    assert main(["lists", "lint", "--public-suffix-list", str(psl_file), str(path)]) == 1
+    captured = capsys.readouterr()
+    lines = captured.out.splitlines()
+    assert len(lines) == 21
+    assert (
+        lines[0] == f"{path}:2: warning: n0.ads.example is already covered by ads.example (line 1)"
+    )
+    assert lines[-1] == (
+        f"{path}: warning: and 76,830 more 'covered' findings (--max-per-kind 0 shows them, "
+        "--quiet covered hides the kind)"
+    )
+    assert captured.err.strip().endswith("76,850 findings (0 errors) in 1 files")
+    assert (
+        main(
+            [
+                "lists",
+                "lint",
+                "--max-per-kind",
+                "0",
+                "--public-suffix-list",
+                str(psl_file),
+                str(path),
+            ]
+        )
+        == 1
+    )
+    assert len(capsys.readouterr().out.splitlines()) == 76_850
+
+
+def test_a_quieted_kind_is_neither_shown_nor_counted(
+    tmp_path: Path, psl_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = _many_covered(tmp_path, 30)
+    args = ["lists", "lint", "--quiet", "covered", "--public-suffix-list", str(psl_file), str(path)]
+    assert main(args) == 0
+    assert capsys.readouterr().out == ""
+    assert main(["lists", "lint", "--quiet", "nonsense", str(path)]) == 2
+    assert (
+        "--quiet nonsense: no such kind (kinds: loader, duplicate, covered"
+        in capsys.readouterr().err
+    )

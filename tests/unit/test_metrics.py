@@ -121,3 +121,14 @@ def test_a_snapshot_leaves_out_clients_older_than_the_window() -> None:
     stale = time.monotonic() - BLOCKED_CLIENT_WINDOW - 1
     metrics.queries.blocked_client("lan", "apps", "192.0.2.9", stale)
     assert list(metrics.snapshot().blocked_clients[("lan", "apps")]) == ["192.0.2.7"]
+
+
+def test_skipped_lines_of_each_list_are_a_gauge() -> None:
+    registry = CollectorRegistry()
+    metrics = Metrics(registry)
+    metrics.lists_loaded([("feed", 10, 3), ("apps", 5)], now=1.0)
+    assert registry.get_sample_value("dnsfilter_list_lines_skipped", {"list": "feed"}) == 3
+    assert registry.get_sample_value("dnsfilter_list_lines_skipped", {"list": "apps"}) == 0
+    # A reload replaces the count: the next copy of the feed may be clean.
+    metrics.lists_loaded([("feed", 11, 0)], now=2.0)
+    assert registry.get_sample_value("dnsfilter_list_lines_skipped", {"list": "feed"}) == 0

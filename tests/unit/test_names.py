@@ -24,6 +24,11 @@ _NAME_254 = _NAME_253 + "d"
         pytest.param("BÜCHER.DE.", "xn--bcher-kva.de", id="idn-uppercase-trailing-dot"),
         pytest.param("münchen.DE", "xn--mnchen-3ya.de", id="idn-mixed-case-ascii-label"),
         pytest.param("xn--bcher-kva.de", "xn--bcher-kva.de", id="punycode-kept"),
+        # IDNA 2008 keeps the sharp s (IDNA 2003 made it "ss": fass.de, another domain).
+        pytest.param("faß.de", "xn--fa-hia.de", id="idna-2008-sharp-s"),
+        pytest.param("FAß.DE", "xn--fa-hia.de", id="idna-2008-sharp-s-uppercase-ascii"),
+        pytest.param("\uff22\u00dcCHER\uff0ede", "xn--bcher-kva.de", id="uts46-full-width-folded"),
+        pytest.param("_dmarc.bücher.de", "_dmarc.xn--bcher-kva.de", id="idn-with-underscore-label"),
         pytest.param("XN--BCHER-KVA.DE", "xn--bcher-kva.de", id="punycode-uppercase"),
         pytest.param("_dmarc.example.com", "_dmarc.example.com", id="underscore-label"),
         pytest.param("a-b.example", "a-b.example", id="inner-hyphen"),
@@ -81,11 +86,18 @@ def test_normalize_domain_accepts(text: str, expected: str) -> None:
         # The label's characters are all allowed; only the hyphen's position is wrong.
         pytest.param("-bad.com", "label '-bad' starts or ends with '-'", id="leading-hyphen"),
         pytest.param("bad-.com", "label 'bad-' starts or ends with '-'", id="trailing-hyphen"),
+        pytest.param("bü..de", "'bü..de' has an empty label", id="idn-empty-label"),
         pytest.param(
-            "bü..de",
-            "cannot encode 'bü..de' as IDNA: encoding with 'idna' codec failed "
-            "(UnicodeError: label empty or too long)",
-            id="idn-empty-label",
+            "☃.net",
+            "cannot encode '☃.net' as an IDN (IDNA 2008): "
+            "Codepoint U+2603 at position 1 of '☃' not allowed",
+            id="idn-symbol-not-allowed-in-idna-2008",
+        ),
+        pytest.param(
+            "bü-.de",
+            "cannot encode 'bü-.de' as an IDN (IDNA 2008): "
+            "Label must not start or end with a hyphen",
+            id="idn-trailing-hyphen",
         ),
     ],
 )

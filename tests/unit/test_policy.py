@@ -251,6 +251,96 @@ def test_domain_table_counts_distinct_names() -> None:
     assert len(_table()) == 10
 
 
+# adblock precedence: an exception lifts ordinary entries at any depth; $important entries
+# beat ordinary exceptions; $important exceptions beat everything in their list.
+ADS = BlockList(
+    name="ads",
+    source="ads.txt",
+    domains=(
+        DomainEntry("ads.example", 1),
+        DomainEntry("deep.ok.ads.example", 2),
+        DomainEntry("imp.ok.ads.example", 3),
+        DomainEntry("track.example", 4),
+    ),
+    exceptions=(
+        DomainEntry("ok.ads.example", 5),
+        DomainEntry("free.imp.ok.ads.example", 6),
+        DomainEntry("track.example", 7),
+    ),
+    important_domains=frozenset({"imp.ok.ads.example"}),
+    important_exceptions=frozenset({"free.imp.ok.ads.example"}),
+)
+# RPZ precedence (unbound, BIND): the most specific rule decides.
+ZONE = BlockList(
+    name="zone",
+    source="zone.rpz",
+    domains=(DomainEntry("bad.mixed.example", 1), DomainEntry("x.ok.blocked.example", 2)),
+    exceptions=(DomainEntry("mixed.example", 3), DomainEntry("ok.blocked.example", 4)),
+    specific_wins=True,
+)
+BLOCKED = BlockList(name="blocked", source="b.yaml", domains=(DomainEntry("blocked.example", 1),))
+
+
+@pytest.mark.parametrize(
+    ("qname", "lists", "expected"),
+    [
+        pytest.param("ads.example", ["ads"], ("ads", "ads.example"), id="plain-entry"),
+        pytest.param("ok.ads.example", ["ads"], None, id="exception"),
+        pytest.param("deep.ok.ads.example", ["ads"], None, id="exception-beats-deeper-entry"),
+        pytest.param(
+            "imp.ok.ads.example",
+            ["ads"],
+            ("ads", "imp.ok.ads.example"),
+            id="important-beats-exception",
+        ),
+        pytest.param(
+            "x.imp.ok.ads.example",
+            ["ads"],
+            ("ads", "imp.ok.ads.example"),
+            id="important-covers-below",
+        ),
+        pytest.param(
+            "free.imp.ok.ads.example", ["ads"], None, id="important-exception-beats-important"
+        ),
+        pytest.param("track.example", ["ads"], None, id="exception-and-entry-same-name"),
+        pytest.param(
+            "bad.mixed.example", ["zone"], ("zone", "bad.mixed.example"), id="rpz-deeper-block"
+        ),
+        pytest.param(
+            "x.bad.mixed.example", ["zone"], ("zone", "bad.mixed.example"), id="rpz-below-block"
+        ),
+        pytest.param("good.mixed.example", ["zone"], None, id="rpz-passthru"),
+        pytest.param(
+            "ok.blocked.example",
+            ["zone", "blocked"],
+            ("blocked", "blocked.example"),
+            id="rpz-passthru-own-list-only",
+        ),
+        pytest.param(
+            "x.ok.blocked.example",
+            ["zone"],
+            ("zone", "x.ok.blocked.example"),
+            id="rpz-block-under-passthru",
+        ),
+        pytest.param(
+            "y.x.ok.blocked.example",
+            ["zone", "blocked"],
+            ("zone", "x.ok.blocked.example"),
+            id="deepest-blocking-list-reported",
+        ),
+    ],
+)
+def test_domain_table_precedence(
+    qname: str, lists: list[str], expected: tuple[str, str] | None
+) -> None:
+    table = DomainTable([ADS, ZONE, BLOCKED])
+    hit = table.match(qname, table.mask(lists))
+    assert (None if hit is None else (table.lists[hit[0]].name, hit[1])) == expected
+    # blocking_bits (CNAME targets) answers the same question for every list at once.
+    bits = table.blocking_bits(qname) & table.mask(lists)
+    assert bool(bits) is (expected is not None)
+
+
 def test_domain_table_allowlist_only() -> None:
     table = DomainTable([], ["example.com"])
     assert table.match("example.com", table.mask([])) is None
