@@ -7,11 +7,15 @@ the name, and blocks a Kaspersky country site (downloads are in scope by default
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import dns.rcode
 import pytest
+import yaml
 
 from tests.integration.harness import DnsFilter, demo_list, rdata_texts
 from tests.nsd import DEFAULT_ZONE, NsdServer
@@ -88,3 +92,67 @@ def test_the_default_config_closes_the_bypass_doors(tmp_path: Path, upstream: Ns
         assert rdata_texts(server.udp("www.kaspersky.de")) == ["0.0.0.0"]
         # The upstream really has these names: an allowed name from it still resolves.
         assert rdata_texts(server.udp("www.example.test")) == ["192.0.2.10"]
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "dnsfilter", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_explain_shows_the_role_and_the_rejection_on_the_default_config() -> None:
+    storefront = _cli("explain", "www.kaspersky.de")
+    assert storefront.returncode == 0, storefront.stderr
+    assert "matched:  list kaspersky, entry kaspersky.de (line " in storefront.stdout
+    assert "          role:     storefront\n" in storefront.stdout
+    rejected = _cli("explain", "mail.qq.com")
+    assert rejected.returncode == 0, rejected.stderr
+    assert "verdict:  allow\n" in rejected.stdout
+    assert "rejected: list wechat does not block qq.com (line " in rejected.stdout
+    assert "blocking it breaks QQ Mail" in rejected.stdout
+    document = json.loads(_cli("explain", "--format", "json", "www.kaspersky.de").stdout)
+    assert document["entry"]["roles"] == ["storefront"]
+
+
+def test_explain_says_when_a_role_is_not_enforced(tmp_path: Path) -> None:
+    (tmp_path / "apps.yaml").write_text(yaml.safe_dump(APPS))
+    config = {
+        "networks": {"loopback": ["127.0.0.0/8"]},
+        "lists": {"apps": {"file": "apps.yaml"}},
+        "policies": {
+            "default": {
+                "networks": ["loopback"],
+                "lists": [{"list": "apps", "roles": ["backend"]}],
+            }
+        },
+    }
+    path = tmp_path / "dnsfilter.yaml"
+    path.write_text(yaml.safe_dump(config))
+    result = _cli("explain", "--config", str(path), "www.example.test")
+    assert result.returncode == 0, result.stderr
+    assert "(lists: apps (roles: backend); mode null, ttl 60)" in result.stdout
+    assert "verdict:  allow\n" in result.stdout
+    assert (
+        "  list apps entry www.example.test (line 7, role download, its role is not "
+        "enforced for this client)\n"
+    ) in result.stdout
+
+
+def test_lists_stats_counts_roles(tmp_path: Path) -> None:
+    (tmp_path / "apps.yaml").write_text(yaml.safe_dump(APPS))
+    config = {
+        "networks": {"loopback": ["127.0.0.0/8"]},
+        "lists": {"apps": {"file": "apps.yaml"}},
+        "policies": {"default": {"networks": ["loopback"], "lists": ["apps"]}},
+    }
+    path = tmp_path / "dnsfilter.yaml"
+    path.write_text(yaml.safe_dump(config))
+    text = _cli("lists", "stats", "--config", str(path))
+    assert text.returncode == 0, text.stderr
+    assert "  apps: backend 1, download 1; rejected names 0\n" in text.stdout
+    document = json.loads(_cli("lists", "stats", "--format", "json", "--config", str(path)).stdout)
+    assert document["lists"][0]["roles"] == {"backend": 1, "download": 1}
