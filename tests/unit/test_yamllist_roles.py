@@ -5,8 +5,10 @@ from __future__ import annotations
 import pytest
 
 from dnsfilter.errors import ListError
+from dnsfilter.lists import shipped_dir
 from dnsfilter.lists.model import ROLES, BlockList, Role, role_counts, select_roles
 from dnsfilter.lists.yamlformat import parse_yaml_list
+from dnsfilter.policy import DomainTable
 
 HEAD = """\
 name: ads
@@ -210,3 +212,27 @@ def test_select_roles_keeps_chosen_roles_role_less_entries_and_exceptions() -> N
     assert [e.domain for e in narrowed.domains] == ["dl.example", "site.example", "old.example"]
     assert narrowed.exceptions == blocklist.exceptions
     assert select_roles(blocklist, ROLES) is blocklist
+
+
+SHIPPED = ("wechat", "tiktok", "kaspersky", "bypass")
+
+
+def _shipped() -> list[BlockList]:
+    base = shipped_dir()
+    return [parse_yaml_list((base / f"{n}.yaml").read_text(), f"{n}.yaml") for n in SHIPPED]
+
+
+def test_every_shipped_entry_has_a_role_and_evidence() -> None:
+    for blocklist in _shipped():
+        missing = [e.domain for e in blocklist.domains if not e.roles or not e.evidence]
+        assert missing == [], blocklist.name
+
+
+def test_no_shipped_list_blocks_a_name_another_rejected() -> None:
+    lists = _shipped()
+    table = DomainTable(lists)
+    mask = table.mask(SHIPPED)
+    rejected = [(b.name, r.domain) for b in lists for r in b.rejected]
+    assert len(rejected) > 500
+    blocked = [(name, domain) for name, domain in rejected if table.match(domain, mask)]
+    assert blocked == []
