@@ -158,8 +158,7 @@ def role_counts(blocklist: BlockList) -> dict[str, int]:
     if isinstance(blocklist.domains, LineEntries):
         return {"none": len(blocklist.domains)} if blocklist.domains else {}
     for entry in blocklist.domains:
-        for role in entry.roles or ("none",):
-            key = role if isinstance(role, str) else role.value
+        for key in [role.value for role in entry.roles] or ["none"]:
             counts[key] = counts.get(key, 0) + 1
     order = [r.value for r in Role] + ["none"]
     return {key: counts[key] for key in order if key in counts}
