@@ -18,8 +18,9 @@ from urllib.parse import urlsplit
 from dnsfilter.blocking import BlockMode
 from dnsfilter.errors import ConfigError
 from dnsfilter.lists.formats import FORMATS
+from dnsfilter.lists.model import ROLES, Role
 from dnsfilter.lists.sources import DEFAULT_REFRESH, MIN_REFRESH, is_url
-from dnsfilter.lists.yamlformat import read_mode
+from dnsfilter.lists.yamlformat import read_mode, read_roles
 from dnsfilter.names import InvalidName, normalize_domain
 from dnsfilter.yamltree import (
     Mapping,
@@ -174,6 +175,15 @@ class PolicyConfig:
     #: what a query with RD=0 gets: one of NON_RECURSIVE (refuse: REFUSED; cache: an answer
     #: from the cache only, never a new upstream query)
     non_recursive: str = "refuse"
+    #: per list, the entry roles enforced when not all (`{list: x, roles: [...]}`)
+    roles: tuple[tuple[str, frozenset[Role]], ...] = ()
+
+    def roles_for(self, list_name: str) -> frozenset[Role]:
+        """The roles this policy enforces from the list: every role unless it chose some."""
+        for name, chosen in self.roles:
+            if name == list_name:
+                return chosen
+        return ROLES
 
 
 @dataclass(frozen=True, slots=True)
@@ -330,6 +340,7 @@ _POLICY_KEYS = frozenset(
         "non_recursive",
     }
 )
+_POLICY_LIST_KEYS = frozenset({"list", "roles"})
 _RELOAD_KEYS = frozenset({"watch_files", "watch_interval"})
 _CACHE_KEYS = frozenset(
     {
@@ -986,7 +997,7 @@ def _policies(r: Reader, node: Mapping | None) -> tuple[PolicyConfig, ...]:
         )
         if "networks" not in entry.items:
             r.problem(entry.line, path, "missing required key 'networks'")
-        lists = tuple(text for _, _, text in r.strings(get(entry, "lists"), path + ".lists"))
+        lists, roles = _policy_lists(r, get(entry, "lists"), path + ".lists")
         mode = _or(read_mode(r, get(entry, "mode"), path + ".mode"), BlockMode.NULL)
         ipv4 = _address(r, get(entry, "sinkhole_ipv4"), path + ".sinkhole_ipv4", 4)
         ipv6 = _address(r, get(entry, "sinkhole_ipv6"), path + ".sinkhole_ipv6", 6)
@@ -1019,9 +1030,40 @@ def _policies(r: Reader, node: Mapping | None) -> tuple[PolicyConfig, ...]:
                     True,
                 ),
                 non_recursive=non_recursive,
+                roles=roles,
             )
         )
     return tuple(policies)
+
+
+def _policy_lists(
+    r: Reader, node: Node | None, path: str
+) -> tuple[tuple[str, ...], tuple[tuple[str, frozenset[Role]], ...]]:
+    """A policy's lists: a name enforces every role of the list, a mapping
+    `{list: NAME, roles: [ROLE, ...]}` only the roles given."""
+    names: list[str] = []
+    roles: list[tuple[str, frozenset[Role]]] = []
+    for index, child in enumerate(r.sequence(node, path)):
+        item = f"{path}[{index}]"
+        if not isinstance(child, Mapping):
+            text = r.string(child, item)
+            if text is not None:
+                names.append(text)
+            continue
+        r.mapping(child, item, _POLICY_LIST_KEYS)
+        name = r.string(get(child, "list"), item + ".list")
+        if "list" not in child.items:
+            r.problem(child.line, item, "missing required key 'list'")
+        chosen = read_roles(r, get(child, "roles"), item + ".roles")
+        if "roles" not in child.items:
+            r.problem(
+                child.line, item, "missing required key 'roles' (write the name alone for all)"
+            )
+        if name is not None:
+            names.append(name)
+            if chosen:
+                roles.append((name, frozenset(chosen)))
+    return tuple(names), tuple(roles)
 
 
 def _reload(r: Reader, node: Mapping | None) -> ReloadConfig:
@@ -1226,7 +1268,8 @@ def _cross_check(r: Reader, config: Config, top: Mapping | None) -> None:
                 )
             else:
                 owner[network] = policy.name
-        for name, line in zip(policy.lists, _item_lines(policy_node, "lists"), strict=False):
+        list_lines = _item_lines(policy_node, "lists", by_key="list")
+        for name, line in zip(policy.lists, list_lines, strict=False):
             if name not in list_names:
                 r.problem(line, path + ".lists", f"unknown list {name!r}")
     networks_node = _as_mapping(get(top, "networks"))
@@ -1264,16 +1307,18 @@ def _as_mapping(node: Node | None) -> Mapping | None:
     return node if isinstance(node, Mapping) else None
 
 
-def _item_lines(node: Node | None, key: str) -> list[int]:
-    """The line of each string item of the list under key: the items Reader.strings yields."""
+def _item_lines(node: Node | None, key: str, by_key: str | None = None) -> list[int]:
+    """The line of each string item of the list under key: the items Reader.strings yields;
+    with by_key, also of each mapping item that names a string under by_key."""
     items = get(_as_mapping(node), key)
     if not isinstance(items, Sequence):
         return []
-    return [
-        child.line
-        for child in items.items
-        if isinstance(child, Scalar) and (child.quoted or isinstance(child.value, str))
-    ]
+    lines = []
+    for item in items.items:
+        child = get(item, by_key) if by_key is not None and isinstance(item, Mapping) else item
+        if isinstance(child, Scalar) and (child.quoted or isinstance(child.value, str)):
+            lines.append(child.line)
+    return lines
 
 
 _T = TypeVar("_T")

@@ -20,7 +20,14 @@ from dnslib import DNSRecord
 from dnsfilter.blocking import BlockMode
 from dnsfilter.config import Config, PolicyConfig
 from dnsfilter.errors import UpstreamError
-from dnsfilter.lists.model import BlockList, DomainEntry
+from dnsfilter.lists.model import (
+    ROLES,
+    BlockList,
+    DomainEntry,
+    RejectedEntry,
+    Role,
+    is_selected,
+)
 from dnsfilter.names import InvalidName, normalize_domain, suffixes
 from dnsfilter.policy import Action, Verdict, build_policy
 from dnsfilter.resolver import Resolver, ZoneRouter
@@ -58,7 +65,8 @@ class Match:
     source: str
     kind: str  #: "entry" or "exception"
     entry: DomainEntry
-    enforced: bool  #: the client's policy enforces this list
+    enforced: bool  #: the client's policy enforces this list (and, for an entry, its role)
+    list_enforced: bool = True  #: the client's policy enforces the list at all
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +82,7 @@ class Explanation:
     matches: tuple[Match, ...]
     allowlisted_by: str  #: the allowlist name that covers the query name, or ""
     overrides: tuple[str, ...]  #: sentences: what kept a matching entry from blocking
+    rejected: tuple[tuple[str, RejectedEntry], ...]  #: (list, record) of rejected suffixes
     reply: bytes | None  #: None: the query is forwarded
     forward_to: str  #: where an allowed query goes
 
@@ -127,8 +136,7 @@ def explain(
     chosen = None
     if verdict.rule is not None:
         chosen = next(p for p in config.policies if p.name == verdict.rule.policy)
-    enforced = set(chosen.lists) if chosen else set()
-    matches = _matches(lists, qname, enforced)
+    matches = _matches(lists, qname, chosen)
     allowlist = set(config.allowlist)
     allowlisted_by = next((s for s in suffixes(qname) if s in allowlist), "")
 
@@ -155,24 +163,47 @@ def explain(
         matches=matches,
         allowlisted_by=allowlisted_by,
         overrides=_overrides(matches, allowlisted_by, config.source, verdict.list_name),
+        rejected=_rejected(lists, qname),
         reply=reply,
         forward_to=_forward_to(config, qname) if verdict.action is Action.ALLOW else "",
     )
 
 
-def _matches(lists: Sequence[BlockList], qname: str, enforced: set[str]) -> tuple[Match, ...]:
+def _matches(
+    lists: Sequence[BlockList], qname: str, policy: PolicyConfig | None
+) -> tuple[Match, ...]:
+    names = suffixes(qname)
+    enforced = set(policy.lists) if policy else set()
+    out = []
+    for blocklist in lists:
+        list_enforced = blocklist.name in enforced
+        roles = policy.roles_for(blocklist.name) if policy else ROLES
+        for kind, entries in (("entry", blocklist.domains), ("exception", blocklist.exceptions)):
+            by_name = {e.domain: e for e in entries}
+            for n in names:
+                if n not in by_name:
+                    continue
+                entry = by_name[n]
+                chosen = kind == "exception" or is_selected(entry, roles)
+                out.append(
+                    Match(
+                        blocklist.name,
+                        blocklist.source,
+                        kind,
+                        entry,
+                        list_enforced and chosen,
+                        list_enforced,
+                    )
+                )
+    return tuple(out)
+
+
+def _rejected(lists: Sequence[BlockList], qname: str) -> tuple[tuple[str, RejectedEntry], ...]:
     names = suffixes(qname)
     out = []
     for blocklist in lists:
-        for kind, entries in (("entry", blocklist.domains), ("exception", blocklist.exceptions)):
-            by_name = {e.domain: e for e in entries}
-            out += [
-                Match(
-                    blocklist.name, blocklist.source, kind, by_name[n], blocklist.name in enforced
-                )
-                for n in names
-                if n in by_name
-            ]
+        by_name = {r.domain: r for r in blocklist.rejected}
+        out += [(blocklist.name, by_name[n]) for n in names if n in by_name]
     return tuple(out)
 
 
@@ -272,6 +303,7 @@ def _entry_json(m: Match) -> dict[str, Any]:
         "evidence": e.evidence,
         "added": e.added,
         "mode": e.mode.value if e.mode else None,
+        "roles": [r.value for r in e.roles],
         "enforced": m.enforced,
     }
 
@@ -292,6 +324,16 @@ def render_json(x: Explanation) -> str:
         "allowlisted_by": x.allowlisted_by or None,
         "overrides": list(x.overrides),
         "matches": [_entry_json(m) for m in x.matches],
+        "rejected": [
+            {
+                "list": list_name,
+                "domain": r.domain,
+                "line": r.line,
+                "reason": r.reason,
+                "source": r.source,
+            }
+            for list_name, r in x.rejected
+        ],
         "answer": decode_reply(x.reply) if x.reply is not None else None,
         "forward_to": x.forward_to or None,
     }
@@ -305,7 +347,7 @@ def render_text(x: Explanation) -> str:
         lines.append(f"client:   {x.client}: in no configured network")
     else:
         p = x.policy
-        lists = ", ".join(p.lists) or "none"
+        lists = ", ".join(_list_label(p, name) for name in p.lists) or "none"
         lines.append(
             f"client:   {x.client}: network {rule.network}, policy {p.name} "
             f"(lists: {lists}; mode {p.mode.value}, ttl {p.ttl})"
@@ -336,15 +378,38 @@ def render_text(x: Explanation) -> str:
     if others:
         lines.append("also matched:")
         for m in others:
-            enforced = "" if m.enforced else ", not enforced for this client"
+            roles = f", role {_roles_text(m.entry)}" if m.entry.roles else ""
+            if m.enforced:
+                enforced = ""
+            elif m.list_enforced:
+                enforced = ", its role is not enforced for this client"
+            else:
+                enforced = ", not enforced for this client"
             lines.append(
-                f"  list {m.list_name} {m.kind} {m.entry.domain} (line {m.entry.line}{enforced})"
+                f"  list {m.list_name} {m.kind} {m.entry.domain} "
+                f"(line {m.entry.line}{roles}{enforced})"
             )
+    for list_name, r in x.rejected:
+        lines.append(
+            f"rejected: list {list_name} does not block {r.domain} (line {r.line}): "
+            f"{' '.join(r.reason.split())} [source: {r.source}]"
+        )
     return "\n".join(lines) + "\n"
 
 
+def _list_label(policy: PolicyConfig, name: str) -> str:
+    chosen = policy.roles_for(name)
+    if chosen == ROLES:
+        return name
+    return f"{name} (roles: {', '.join(r.value for r in Role if r in chosen)})"
+
+
+def _roles_text(e: DomainEntry) -> str:
+    return ", ".join(r.value for r in e.roles)
+
+
 def _entry_details(e: DomainEntry, indent: str) -> list[str]:
-    out = []
+    out = [f"{indent}{'role:':<10}{_roles_text(e)}"] if e.roles else []
     for label, value in (("note", e.note), ("evidence", e.evidence), ("added", e.added)):
         if value:
             out.append(f"{indent}{label + ':':<10}{' '.join(value.split())}")

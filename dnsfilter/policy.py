@@ -19,7 +19,14 @@ from dnsfilter.blocking import BlockAnswers, BlockMode
 from dnsfilter.config import RESERVED_NETWORK as NO_NETWORK
 from dnsfilter.config import Config, IPNetwork, PolicyConfig
 from dnsfilter.errors import FormatError
-from dnsfilter.lists.model import BlockList, Category, entries_with_modes, entry_names
+from dnsfilter.lists.model import (
+    BlockList,
+    Category,
+    Role,
+    entries_with_modes,
+    entry_names,
+    select_roles,
+)
 from dnsfilter.names import plain_tail
 from dnsfilter.wire import QType, ResponseScan, read_name
 
@@ -271,7 +278,10 @@ class DomainTable:
                 table.update(zip(keys, merged, strict=True))
             self._table = table
         self._overrides = overrides
-        self._index = {meta.name: index for index, meta in enumerate(self.lists)}
+        # The first list of a name: role_slots appends narrowed copies under the same name.
+        self._index: dict[str, int] = {}
+        for index, meta in enumerate(self.lists):
+            self._index.setdefault(meta.name, index)
         # What makes an exception lift less than "every entry of its list": $important
         # entries and exceptions (hash -> (entry bits, exception bits), one bit per list),
         # and the lists where the most specific rule decides. Only a name that hits an
@@ -551,13 +561,14 @@ class Policy:
 
 def build_policy(config: Config, lists: Sequence[BlockList]) -> Policy:
     """The Policy for a validated config and its loaded lists (in config order)."""
-    table = DomainTable(lists, config.allowlist)
+    slots, masks = role_slots(config.policies, lists)
+    table = DomainTable(slots, config.allowlist)
     networks = NetworkMap((n.name, n.prefixes) for n in config.networks)
-    addresses = AddressTable(lists)
+    addresses = AddressTable(slots)
     rules: dict[str, Rule] = {}
     for policy in config.policies:
         answers = _answers(policy)
-        mask = table.mask(policy.lists)
+        mask = masks[policy.name]
         cname_mask = mask if policy.cname_inspection else 0
         address_mask = mask & addresses.lists_mask if policy.response_ip_blocking else 0
         for network in policy.networks:
@@ -571,6 +582,37 @@ def build_policy(config: Config, lists: Sequence[BlockList]) -> Policy:
                 policy.non_recursive == "cache",
             )
     return Policy(networks, table, rules, addresses)
+
+
+def role_slots(
+    policies: Sequence[PolicyConfig], lists: Sequence[BlockList]
+) -> tuple[list[BlockList], dict[str, int]]:
+    """The lists as the DomainTable holds them, and each policy's mask over them.
+
+    Every list keeps its own bit. A policy that enforces only some roles of a list gets
+    the bit of a copy holding just those entries (one copy per distinct choice, after the
+    lists, named like the list): a name then blocks for one policy and not another with a
+    single table walk, and lists nobody narrows cost nothing more.
+    """
+    slots = list(lists)
+    index: dict[tuple[str, frozenset[Role] | None], int] = {
+        (b.name, None): i for i, b in enumerate(lists)
+    }
+    by_name = {b.name: b for b in lists}
+    masks: dict[str, int] = {}
+    for policy in policies:
+        mask = 0
+        for name in policy.lists:
+            blocklist = by_name[name]
+            chosen = policy.roles_for(name)
+            narrowed = select_roles(blocklist, chosen)
+            key = (name, None) if narrowed is blocklist else (name, chosen)
+            if key not in index:
+                index[key] = len(slots)
+                slots.append(narrowed)
+            mask |= 1 << index[key]
+        masks[policy.name] = mask
+    return slots, masks
 
 
 def _answers(policy: PolicyConfig) -> BlockAnswers:

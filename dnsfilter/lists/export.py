@@ -24,7 +24,7 @@ from dnsfilter import __version__
 from dnsfilter.blocking import BlockMode
 from dnsfilter.config import Config, PolicyConfig
 from dnsfilter.errors import ConfigError
-from dnsfilter.lists.model import BlockList
+from dnsfilter.lists.model import BlockList, role_counts, select_roles
 from dnsfilter.names import suffixes
 from dnsfilter.policy import DomainTable
 
@@ -154,6 +154,9 @@ def _header(fmt: ExportFormat, export: Export, notes: Sequence[str]) -> list[str
             f"  {b.name}: {len(b.domains)} domains, {len(b.exceptions)} exceptions, "
             f"{len(b.networks)} networks ({b.source})"
         )
+        roles = role_counts(b)
+        if roles.keys() - {"none"}:
+            lines.append("    roles: " + ", ".join(f"{r} {n}" for r, n in roles.items()))
     if not export.lists:
         lines.append("  (none)")
     if fmt is not ExportFormat.NFTABLES:
@@ -434,8 +437,13 @@ def export_from_config(
     mode, ttl, ipv4, ipv6 = (
         _policy_answers(chosen) if chosen is not None else (BlockMode.NULL, 60, None, None)
     )
+    # A named policy that enforces some roles of a list exports only those entries.
+    narrowing = chosen if policy is not None else None
     return Export(
-        lists=tuple(by_name[name] for name in dict.fromkeys(wanted)),
+        lists=tuple(
+            select_roles(by_name[name], narrowing.roles_for(name)) if narrowing else by_name[name]
+            for name in dict.fromkeys(wanted)
+        ),
         allowlist=config.allowlist,
         mode=mode,
         ttl=ttl,

@@ -180,6 +180,7 @@ class _Entry:
     line: int
     note: str
     section: str  #: "domains" or "exceptions"
+    roles: frozenset[str] = frozenset()  #: as written; the loader checks the values
 
 
 def lint_text(
@@ -294,6 +295,7 @@ class _Linter:
         for child in items:
             text: str | None = None
             note = ""
+            roles: frozenset[str] = frozenset()
             if isinstance(child, Scalar) and (child.quoted or child.tag.endswith(":str")):
                 text = child.text
                 self.add(
@@ -307,7 +309,15 @@ class _Linter:
                 if isinstance(domain, Scalar) and (domain.quoted or domain.tag.endswith(":str")):
                     text = domain.text
                 note = _text(get(child, "note"))
+                roles = _roles(get(child, "role"))
                 self.check_fields(child)
+                if section == "domains" and self.notes and "role" not in child.items:
+                    self.add(
+                        child.line,
+                        Severity.WARNING,
+                        "no role: say what the name is (backend, telemetry, download, ...)",
+                        "role",
+                    )
             if text is None:
                 continue  # the loader reported it
             try:
@@ -325,7 +335,7 @@ class _Linter:
                 self.add(
                     child.line, Severity.WARNING, f"write {text!r} as {normalized!r}", "punycode"
                 )
-            out.append(_Entry(normalized, child.line, note, section))
+            out.append(_Entry(normalized, child.line, note, section, roles))
         return out
 
     def check_fields(self, entry: Mapping) -> None:
@@ -364,7 +374,13 @@ class _Linter:
             first[entry.name] = entry
         for entry in first.values():
             parent = _closest_parent(entry.name, first)
-            if parent is not None and not self._exception_between(entry.name, parent.name):
+            # A child with a role its parent lacks still blocks for a policy that
+            # enforces only that role: not redundant.
+            if (
+                parent is not None
+                and not self._exception_between(entry.name, parent.name)
+                and (not parent.roles or entry.roles <= parent.roles)
+            ):
                 self.add(
                     entry.line,
                     Severity.WARNING,
@@ -484,6 +500,12 @@ class _Linter:
 
 def _text(node: Node | None) -> str:
     return node.text if isinstance(node, Scalar) else ""
+
+
+def _roles(node: Node | None) -> frozenset[str]:
+    if isinstance(node, YamlSequence):
+        return frozenset(_text(child) for child in node.items)
+    return frozenset({_text(node)}) if isinstance(node, Scalar) else frozenset()
 
 
 def _closest_parent(name: str, entries: dict[str, _Entry]) -> _Entry | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 import ipaddress
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from operator import attrgetter, eq
 from typing import NamedTuple, overload
 
@@ -19,6 +19,20 @@ class Category(enum.Enum):
     SECURITY = "security"
     BYPASS = "bypass"
     OTHER = "other"
+
+
+class Role(enum.Enum):
+    """What a listed name is to the banned product; a policy may enforce some roles only."""
+
+    BACKEND = "backend"  #: what the installed app talks to: APIs, transport, content, updates
+    TELEMETRY = "telemetry"  #: logs, analytics, crash and performance reports
+    DOWNLOAD = "download"  #: hosts that serve installers, packages and app binaries
+    STOREFRONT = "storefront"  #: the vendor's sites that present, sell or link the download
+    RESOLVER = "resolver"  #: encrypted or HTTP DNS that lets a client bypass dnsfilter
+    CANARY = "canary"  #: names browsers and OSes ask to learn whether they may bypass it
+
+
+ROLES = frozenset(Role)
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +51,21 @@ class DomainEntry(NamedTuple):
     evidence: str = ""
     added: str = ""
     mode: BlockMode | None = None  #: overrides the policy's mode for this entry
+    #: what the name is to the product; () for formats without roles, which every role
+    #: selection blocks (a policy's role choice only lifts entries that declare roles)
+    roles: tuple[Role, ...] = ()
+
+
+class RejectedEntry(NamedTuple):
+    """A name a source attributes to the product that the curator decided not to block.
+
+    Kept in the list so the next curator sees the decision; the matcher never reads it."""
+
+    domain: str
+    line: int
+    reason: str
+    source: str  #: where the name was found: URL or owner/repo@commit:path
+    added: str = ""
 
 
 class LineEntries(Sequence[DomainEntry]):
@@ -117,6 +146,7 @@ class BlockList:
     domains: Sequence[DomainEntry] = ()  #: a tuple, or LineEntries from the line formats
     exceptions: Sequence[DomainEntry] = ()
     networks: tuple[NetworkEntry, ...] = ()
+    rejected: tuple[RejectedEntry, ...] = ()
     duplicates: int = 0  #: entries dropped because the same name came twice
     #: skipped syntax, one ``file:line: message`` each (the list still loads without it)
     warnings: tuple[str, ...] = ()
@@ -130,3 +160,33 @@ class BlockList:
     #: False (adblock, YAML): an exception anywhere above or at a name lifts every
     #: ordinary entry of the list, however specific the entry is.
     specific_wins: bool = False
+
+
+def role_counts(blocklist: BlockList) -> dict[str, int]:
+    """Entries per role (an entry with several roles counts for each; "none" for none)."""
+    counts: dict[str, int] = {}
+    if isinstance(blocklist.domains, LineEntries):
+        return {"none": len(blocklist.domains)} if blocklist.domains else {}
+    for entry in blocklist.domains:
+        for key in [role.value for role in entry.roles] or ["none"]:
+            counts[key] = counts.get(key, 0) + 1
+    order = [r.value for r in Role] + ["none"]
+    return {key: counts[key] for key in order if key in counts}
+
+
+def is_selected(entry: DomainEntry, roles: frozenset[Role]) -> bool:
+    """Whether a policy enforcing these roles blocks the entry."""
+    return not entry.roles or not roles.isdisjoint(entry.roles)
+
+
+def select_roles(blocklist: BlockList, roles: frozenset[Role]) -> BlockList:
+    """The list as a policy enforcing only these roles sees it: the entries with a chosen
+    role (and those without roles), every exception, and the networks only with backend
+    (they are the backend's addresses). The list itself when nothing is left out."""
+    if isinstance(blocklist.domains, LineEntries) or roles >= ROLES:
+        return blocklist
+    kept = tuple(e for e in blocklist.domains if is_selected(e, roles))
+    networks = blocklist.networks if Role.BACKEND in roles else ()
+    if len(kept) == len(blocklist.domains) and len(networks) == len(blocklist.networks):
+        return blocklist
+    return replace(blocklist, domains=kept, networks=networks)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import time
 import tracemalloc
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -19,7 +19,7 @@ from typing import TypeVar
 from dnsfilter.config import Config
 from dnsfilter.errors import ListError
 from dnsfilter.lists import HostResolver, list_sources
-from dnsfilter.lists.model import BlockList
+from dnsfilter.lists.model import BlockList, Role, role_counts
 from dnsfilter.policy import DomainTable
 
 _T = TypeVar("_T")
@@ -37,6 +37,9 @@ class ListStats:
     load_seconds: float
     memory_bytes: int  #: allocated by loading and still held by the loaded list
     peak_bytes: int  #: most allocated at once while loading
+    #: entries per role ("none": entries without one), in Role order
+    roles: tuple[tuple[str, int], ...] = ()
+    rejected: int = 0  #: names the list records as reviewed and not blocked
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +66,18 @@ class StatsReport:
             load_seconds=sum(s.load_seconds for s in self.lists),
             memory_bytes=total("memory_bytes"),
             peak_bytes=max((s.peak_bytes for s in self.lists), default=0),
+            roles=_merged_roles(s.roles for s in self.lists),
+            rejected=total("rejected"),
         )
+
+
+def _merged_roles(per_list: Iterable[tuple[tuple[str, int], ...]]) -> tuple[tuple[str, int], ...]:
+    counts: dict[str, int] = {}
+    for roles in per_list:
+        for role, count in roles:
+            counts[role] = counts.get(role, 0) + count
+    order = [*(r.value for r in Role), "none"]
+    return tuple((role, counts[role]) for role in order if role in counts)
 
 
 def _timed(build: Callable[[], _T]) -> tuple[_T, float]:
@@ -120,6 +134,8 @@ def measure(config: Config, base: Path) -> StatsReport:
                 load_seconds=seconds,
                 memory_bytes=memory,
                 peak_bytes=peak,
+                roles=tuple(role_counts(blocklist).items()),
+                rejected=len(blocklist.rejected),
             )
         )
     if problems:
@@ -172,16 +188,26 @@ def render_text(report: StatsReport) -> str:
         f"match table: {report.table_names} names, {_kib(report.table_bytes)} KiB, "
         f"built in {report.table_seconds * 1000:.1f} ms"
     )
+    lines.append("roles (entries per role; an entry may have several):")
+    for s in (*report.lists, report.total):
+        roles = ", ".join(f"{role} {count}" for role, count in s.roles) or "no entries"
+        lines.append(f"  {s.name}: {roles}; rejected names {s.rejected}")
     lines.append("sources:")
     lines += [f"  {s.name}: {s.source}" for s in report.lists]
     return "\n".join(lines) + "\n"
 
 
+def _stats_json(s: ListStats) -> dict[str, object]:
+    document = asdict(s)
+    document["roles"] = dict(s.roles)
+    return document
+
+
 def render_json(report: StatsReport) -> str:
     document = {
         "config": report.source,
-        "lists": [asdict(s) for s in report.lists],
-        "total": asdict(report.total),
+        "lists": [_stats_json(s) for s in report.lists],
+        "total": _stats_json(report.total),
         "match_table": {
             "names": report.table_names,
             "seconds": report.table_seconds,

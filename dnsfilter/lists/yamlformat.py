@@ -7,8 +7,16 @@ import re
 
 from dnsfilter.blocking import BlockMode
 from dnsfilter.errors import ListError
-from dnsfilter.lists.model import BlockList, Category, DomainEntry, NetworkEntry, Reference
-from dnsfilter.names import InvalidName, normalize_domain
+from dnsfilter.lists.model import (
+    BlockList,
+    Category,
+    DomainEntry,
+    NetworkEntry,
+    Reference,
+    RejectedEntry,
+    Role,
+)
+from dnsfilter.names import InvalidName, normalize_domain, suffixes
 from dnsfilter.yamltree import (
     Mapping,
     Node,
@@ -33,10 +41,13 @@ _TOP_KEYS = frozenset(
         "domains",
         "exceptions",
         "networks",
+        "rejected",
     }
 )
-_ENTRY_KEYS = frozenset({"domain", "note", "evidence", "added", "mode"})
-_EXCEPTION_KEYS = _ENTRY_KEYS - {"mode"}
+_ENTRY_KEYS = frozenset({"domain", "role", "note", "evidence", "added", "mode"})
+# An exception is never blocked, so it has neither a blocking mode nor a role to choose.
+_EXCEPTION_KEYS = _ENTRY_KEYS - {"mode", "role"}
+_REJECTED_KEYS = frozenset({"domain", "reason", "source", "added"})
 _NETWORK_KEYS = frozenset({"prefix", "note", "evidence"})
 _REFERENCE_KEYS = frozenset({"url", "title"})
 _REQUIRED = ("name", "title", "vendor", "category", "description", "references", "domains")
@@ -93,6 +104,7 @@ def parse_yaml_list(text: str, filename: str) -> BlockList:
     domains, duplicates = _entries(reader, get(top, "domains"), "domains", _ENTRY_KEYS)
     exceptions, _ = _entries(reader, get(top, "exceptions"), "exceptions", _EXCEPTION_KEYS)
     networks = _networks(reader, get(top, "networks"))
+    rejected = _rejected(reader, get(top, "rejected"), domains, exceptions)
     if reader.problems:
         raise ListError(by_line(reader.problems, filename))
     return BlockList(
@@ -106,6 +118,7 @@ def parse_yaml_list(text: str, filename: str) -> BlockList:
         domains=domains,
         exceptions=exceptions,
         networks=networks,
+        rejected=rejected,
         duplicates=duplicates,
     )
 
@@ -130,6 +143,7 @@ def _entries(
             evidence = reader.string(get(child, "evidence"), path + ".evidence") or ""
             added = reader.date_string(get(child, "added"), path + ".added") or ""
             mode = read_mode(reader, get(child, "mode"), path + ".mode")
+            roles = read_roles(reader, get(child, "role"), path + ".role")
             if mode is BlockMode.SINKHOLE:
                 # Sinkhole addresses belong to a policy; an entry cannot carry its own.
                 reader.problem(
@@ -140,6 +154,7 @@ def _entries(
             text = reader.string(child, path)
             note = evidence = added = ""
             mode = None
+            roles = ()
         if text is None:
             continue
         try:
@@ -150,7 +165,7 @@ def _entries(
         if domain in entries:
             duplicates += 1
             continue
-        entries[domain] = DomainEntry(domain, child.line, note, evidence, added, mode)
+        entries[domain] = DomainEntry(domain, child.line, note, evidence, added, mode, roles)
     return tuple(entries.values()), duplicates
 
 
@@ -169,6 +184,93 @@ def read_mode(reader: Reader, node: Node | None, path: str) -> BlockMode | None:
         known = ", ".join(m.value for m in BlockMode)
         reader.problem(node.line, path, f"unknown mode {text!r} ({known})")
         return None
+
+
+def read_roles(reader: Reader, node: Node | None, path: str) -> tuple[Role, ...]:
+    """One role (`role: backend`) or several (`role: [backend, download]`)."""
+    if node is None:
+        return ()
+    if isinstance(node, Scalar):
+        items: list[tuple[int, str, str]] = []
+        text = reader.string(node, path)
+        if text is not None:
+            items.append((node.line, path, text))
+    elif isinstance(node, Sequence):
+        if not node.items:
+            reader.problem(node.line, path, "needs at least one role")
+        items = list(reader.strings(node, path))
+    else:
+        reader.problem(node.line, path, "expected a role or a list of roles (got a mapping)")
+        return ()
+    roles: list[Role] = []
+    for line, item_path, text in items:
+        try:
+            role = Role(text)
+        except ValueError:
+            known = ", ".join(r.value for r in Role)
+            reader.problem(line, item_path, f"unknown role {text!r} ({known})")
+            continue
+        if role in roles:
+            reader.problem(line, item_path, f"role {text!r} is given twice")
+            continue
+        roles.append(role)
+    return tuple(roles)
+
+
+def _rejected(
+    reader: Reader,
+    node: Node | None,
+    domains: tuple[DomainEntry, ...],
+    exceptions: tuple[DomainEntry, ...],
+) -> tuple[RejectedEntry, ...]:
+    """Names the curator chose not to block: each needs a reason and the source that
+    named it, and must not be blocked by the list anyway (the record would then lie)."""
+    blocking = {e.domain: e for e in domains}
+    excepted = {e.domain for e in exceptions}
+    out: dict[str, RejectedEntry] = {}
+    for index, child in enumerate(reader.sequence(node, "rejected")):
+        path = f"rejected[{index}]"
+        if not isinstance(child, Mapping):
+            reader.problem(
+                child.line, path, "a rejected name is a mapping with domain, reason and source"
+            )
+            continue
+        reader.mapping(child, path, _REJECTED_KEYS)
+        for key in ("domain", "reason", "source"):
+            if key not in child.items:
+                reader.problem(child.line, path, f"missing required key {key!r}")
+        text = reader.string(get(child, "domain"), path + ".domain")
+        reason = reader.string(get(child, "reason"), path + ".reason") or ""
+        source = reader.string(get(child, "source"), path + ".source") or ""
+        added = reader.date_string(get(child, "added"), path + ".added") or ""
+        if "reason" in child.items and not reason.strip():
+            reader.problem(child.line, path + ".reason", "say why the name is not blocked")
+        if text is None:
+            continue
+        try:
+            domain = normalize_domain(text)
+        except InvalidName as exc:
+            reader.problem(child.line, path + ".domain", str(exc))
+            continue
+        if domain in out:
+            first = out[domain].line
+            reader.problem(child.line, path, f"{domain} is already rejected (line {first})")
+            continue
+        for suffix in suffixes(domain):
+            if suffix in excepted:
+                break
+            entry = blocking.get(suffix)
+            if entry is not None:
+                where = "is" if suffix == domain else "is under"
+                reader.problem(
+                    child.line,
+                    path,
+                    f"{domain} {where} domains entry {suffix} (line {entry.line}), "
+                    "so the list blocks it: drop the rejection or the entry",
+                )
+                break
+        out[domain] = RejectedEntry(domain, child.line, reason, source, added)
+    return tuple(out.values())
 
 
 def _networks(reader: Reader, node: Node | None) -> tuple[NetworkEntry, ...]:

@@ -548,3 +548,24 @@ def test_metrics_listen_with_a_capture_file(tmp_path: Path, config_path: Path) -
     bad = dnsfilter(*args, "--metrics-listen", "nowhere")
     assert bad.returncode == 2
     assert bad.stderr.startswith("--metrics-listen: "), bad.stderr
+
+
+def test_monitor_on_the_default_config_reports_doh_sni(tmp_path: Path) -> None:
+    """No --config: the embedded default enforces bypass, so a TLS hello to dns.google is
+    sni_doh_resolver and one to a TikTok name sni_blocked; an ordinary site is nothing."""
+    c = Capture()
+    c.tcp("127.0.0.1", "8.8.8.8", 443, client_hello("dns.google", before=[SUPPORTED_GROUPS]))
+    c.tcp("127.0.0.1", "1.1.1.1", 443, client_hello("mozilla.cloudflare-dns.com"), sport=50001)
+    c.tcp("127.0.0.1", "192.0.2.10", 443, client_hello("www.tiktok.com"), sport=50002)
+    c.tcp("127.0.0.1", "192.0.2.11", 443, client_hello("www.example.org"), sport=50003)
+    capture = tmp_path / "default.pcap"
+    wrpcap(str(capture), c.packets)
+    result = dnsfilter("monitor", "--pcap", str(capture), "--json")
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    events = [(e["kind"], e["list"], e["detail"]) for e in lines if e["type"] == "event"]
+    assert events == [
+        ("sni_doh_resolver", "bypass", "dns.google"),
+        ("sni_doh_resolver", "bypass", "mozilla.cloudflare-dns.com"),
+        ("sni_blocked", "tiktok", "www.tiktok.com"),
+    ]

@@ -29,7 +29,7 @@ def test_check_config_accepts_the_embedded_default() -> None:
     result = _dnsfilter("check-config")
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith(
-        "<embedded default config>: OK (1 networks, 1 policies, 3 lists"
+        "<embedded default config>: OK (1 networks, 1 policies, 4 lists"
     )
 
 

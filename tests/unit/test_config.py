@@ -30,6 +30,7 @@ from dnsfilter.config import (
     with_overrides,
 )
 from dnsfilter.errors import ConfigError
+from dnsfilter.lists.model import ROLES, Role
 
 TOP_KEYS = (
     "allowlist, audit, cache, egress, forward_zones, lists, log_level, metrics, networks, "
@@ -88,6 +89,9 @@ def test_default_config_parses() -> None:
     assert policy.networks == ("loopback",)
     assert policy.mode is BlockMode.NULL
     assert set(policy.lists) == {item.name for item in config.lists}
+    # Out of the box the bypass doors are closed and every role (downloads too) is enforced.
+    assert policy.lists == ("wechat", "tiktok", "kaspersky", "bypass")
+    assert policy.roles == ()
     assert all(item.file.startswith("shipped:") for item in config.lists)
     assert config.upstream.servers == ()
     assert config.cache.enabled is True
@@ -386,6 +390,58 @@ def test_forward_zones() -> None:
 def test_allowlist_is_normalized_and_deduplicated() -> None:
     config = _parse('allowlist: ["Example.COM.", "bücher.de", "example.com", "a.example.com"]\n')
     assert config.allowlist == ("example.com", "xn--bcher-kva.de", "a.example.com")
+
+
+def test_a_policy_chooses_roles_per_list() -> None:
+    config = _parse(
+        """\
+        networks:
+          lan: ["10.0.0.0/8"]
+        lists:
+          apps: {file: apps.yaml}
+          more: {file: more.yaml}
+        policies:
+          p:
+            networks: [lan]
+            lists:
+              - more
+              - {list: apps, roles: [backend, telemetry]}
+        """
+    )
+    (policy,) = config.policies
+    assert policy.lists == ("more", "apps")
+    assert policy.roles_for("apps") == {Role.BACKEND, Role.TELEMETRY}
+    assert policy.roles_for("more") == ROLES
+
+
+def test_policy_role_choice_problems() -> None:
+    problems = _problems(
+        """\
+        networks:
+          lan: ["10.0.0.0/8"]
+        lists:
+          apps: {file: apps.yaml}
+        policies:
+          p:
+            networks: [lan]
+            lists:
+              - {list: apps, roles: [backend, shop]}
+              - {list: apps}
+              - {roles: [backend]}
+              - {list: apps, roles: [], colour: red}
+              - {list: nowhere, roles: [download]}
+        """
+    )
+    assert problems == [
+        "cfg.yaml:9: policies.p.lists[0].roles[1]: unknown role 'shop' (backend, telemetry, "
+        "download, storefront, resolver, canary)",
+        "cfg.yaml:10: policies.p.lists[1]: missing required key 'roles' (write the name alone "
+        "for all)",
+        "cfg.yaml:11: policies.p.lists[2]: missing required key 'list'",
+        "cfg.yaml:12: policies.p.lists[3].colour: unknown key (known keys: list, roles)",
+        "cfg.yaml:12: policies.p.lists[3].roles: needs at least one role",
+        "cfg.yaml:13: policies.p.lists: unknown list 'nowhere'",
+    ]
 
 
 def test_policy_lists_may_be_omitted() -> None:

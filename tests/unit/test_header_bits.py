@@ -47,7 +47,6 @@ OPT_NO_DO = bytes.fromhex("00 0029 04d0 00 00 0000 0000".replace(" ", ""))
 #: the upstream validated (AD kept only for DO or AD), and for one it did not.
 CASES = [
     pytest.param(0x0100, b"", 0x8180, 0x8180, id="rd"),
-    pytest.param(0x0000, b"", 0x8080, 0x8080, id="no-rd"),
     pytest.param(0x0110, b"", 0x8190, 0x8190, id="rd-cd"),
     pytest.param(0x0120, b"", 0x81A0, 0x8180, id="rd-ad"),
     pytest.param(0x0100, OPT_DO, 0x81A0, 0x8180, id="rd-do"),
@@ -194,7 +193,6 @@ async def test_prefetched(flags: int, opt: bytes, validated: int, unvalidated: i
 #: Replies dnsfilter makes itself: never AA, never AD; RA, RD and CD as for any other.
 SYNTHETIC = [
     pytest.param(0x0100, b"", 0x8180, id="rd"),
-    pytest.param(0x0000, b"", 0x8080, id="no-rd"),
     pytest.param(0x0110, b"", 0x8190, id="rd-cd"),
     pytest.param(0x0120, b"", 0x8180, id="rd-ad"),
     pytest.param(0x0130, OPT_DO, 0x8190, id="rd-cd-ad-do"),
@@ -223,7 +221,8 @@ async def test_servfail(flags: int, opt: bytes, expected: int) -> None:
 
 
 @pytest.mark.parametrize(("flags", "opt", "expected"), SYNTHETIC)
-def test_any_minimal(flags: int, opt: bytes, expected: int) -> None:
+@pytest.mark.asyncio
+async def test_any_minimal(flags: int, opt: bytes, expected: int) -> None:
     resolver = resolver_for(LiteralUpstream(UPSTREAM_ANSWER), Clock())
     wire = make_query(flags, opt).wire
     any_query = parse_query(
@@ -231,6 +230,20 @@ def test_any_minimal(flags: int, opt: bytes, expected: int) -> None:
         ("127.0.0.1", 5353),
         Transport.UDP,
     )
-    reply = resolver.answer_now(any_query)
-    assert isinstance(reply, Reply) and reply.kind is ReplyKind.MINIMAL
-    assert f"{flags_word(reply):#06x}" == f"{expected:#06x}"
+    reply = await ask(resolver, any_query)
+    assert reply.kind is ReplyKind.MINIMAL
+    # The synthetic HINFO stands for the upstream's records: AD as the upstream said it.
+    assert f"{flags_word(reply) & ~0x0020:#06x}" == f"{expected:#06x}"
+
+
+@pytest.mark.parametrize("blocked", [False, True], ids=["allowed", "blocked"])
+@pytest.mark.asyncio
+async def test_rd0_refused(blocked: bool) -> None:
+    """RD=0 (cache snooping) is REFUSED, RA set, RD left clear (issue 17)."""
+    upstream = LiteralUpstream(UPSTREAM_ANSWER)
+    resolver = resolver_for(upstream, Clock())
+    name = b"\x07blocked\x04test\x00" if blocked else QUESTION[:-4]
+    reply = await ask(resolver, make_query(0x0000, b"", name))
+    assert reply.kind is ReplyKind.REFUSED
+    assert f"{flags_word(reply):#06x}" == "0x8085"
+    assert upstream.calls == 0

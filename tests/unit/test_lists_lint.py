@@ -121,7 +121,10 @@ FINDINGS_LIST = (
 
 
 def test_every_finding_on_its_line() -> None:
-    findings = [str(f) for f in lint_text(FINDINGS_LIST, "apps.yaml", PSL)]
+    # Every entry here lacks a role; test_roles_in_lint checks that warning.
+    findings = [
+        str(f) for f in lint_text(FINDINGS_LIST, "apps.yaml", PSL) if "no role" not in f.message
+    ]
     assert findings == [
         "apps.yaml:10: warning: wide entry: example.com is a whole registrable domain; say in "
         "note why everything under it must go",
@@ -153,10 +156,15 @@ CLEAN_LIST = (
     HEAD
     + "domains:\n"
     + "  - domain: example.com\n"
+    + "    role: [backend, storefront]\n"
     + '    note: "Wide entry, needed: app-owned apex"\n'
     + '    evidence: "owner/repo@0123abcd:data/apps"\n'
     + '    added: "2026-11-27"\n'
     + "  - domain: app.example.org\n"
+    + "    role: backend\n"
+    + EVIDENCE
+    + "  - domain: dl.example.com\n"
+    + "    role: download\n"
     + EVIDENCE
     + "exceptions:\n"
     + "  - domain: help.example.com\n"
@@ -173,13 +181,39 @@ def test_a_clean_list_has_no_findings() -> None:
     assert lint_text(CLEAN_LIST, "apps.yaml", PSL) == []
 
 
+ROLES_LIST = (
+    HEAD
+    + "domains:\n"  # 9
+    + "  - domain: app.example.com\n"  # 10
+    + "    role: [backend, storefront]\n"
+    + EVIDENCE
+    + "  - domain: dl.app.example.com\n"  # 13 a role the parent lacks: still blocks alone
+    + "    role: download\n"
+    + EVIDENCE
+    + "  - domain: api.app.example.com\n"  # 16 the parent's role: redundant
+    + "    role: backend\n"
+    + EVIDENCE
+    + "  - domain: other.example.org\n"  # 19 no role
+    + EVIDENCE
+)
+
+
+def test_roles_in_lint() -> None:
+    findings = [str(f) for f in lint_text(ROLES_LIST, "apps.yaml", PSL)]
+    assert findings == [
+        "apps.yaml:16: warning: api.app.example.com is already covered by app.example.com "
+        "(line 10)",
+        "apps.yaml:19: warning: no role: say what the name is (backend, telemetry, download, ...)",
+    ]
+
+
 def test_loader_problems_are_findings_with_their_lines() -> None:
     text = CLEAN_LIST.replace("  - domain: app.example.org\n", "  - domain: NO\n    colour: red\n")
     assert [str(f) for f in lint_text(text, "apps.yaml", PSL)] == [
-        "apps.yaml:14: error: domains[1].domain: 'NO', which YAML reads as the boolean false; "
+        "apps.yaml:15: error: domains[1].domain: 'NO', which YAML reads as the boolean false; "
         "quote it if a string is meant",
-        "apps.yaml:15: error: domains[1].colour: unknown key (known keys: added, domain, "
-        "evidence, mode, note)",
+        "apps.yaml:16: error: domains[1].colour: unknown key (known keys: added, domain, "
+        "evidence, mode, note, role)",
     ]
 
 
@@ -250,9 +284,11 @@ def test_exit_1_with_one_line_per_finding(
     assert main(args) == 1
     captured = capsys.readouterr()
     lines = captured.out.splitlines()
-    assert len(lines) == 15
-    assert lines[0].startswith(f"{tmp_path / 'apps.yaml'}:10: warning: wide entry")
-    assert "15 findings (6 errors) in 1 files" in captured.err
+    # 15 findings of test_every_finding_on_its_line and a missing role on each of 7 mappings.
+    assert len(lines) == 22
+    assert lines[0].startswith(f"{tmp_path / 'apps.yaml'}:10: warning: no role")
+    assert lines[1].startswith(f"{tmp_path / 'apps.yaml'}:10: warning: wide entry")
+    assert "22 findings (6 errors) in 1 files" in captured.err
 
 
 def test_github_format(tmp_path: Path, psl_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -260,7 +296,7 @@ def test_github_format(tmp_path: Path, psl_file: Path, capsys: pytest.CaptureFix
     args = ["lists", "lint", "--format", "github", "--public-suffix-list", str(psl_file)]
     assert main([*args, str(tmp_path / "apps.yaml")]) == 1
     first = capsys.readouterr().out.splitlines()[0]
-    assert first.startswith(f"::warning file={tmp_path / 'apps.yaml'},line=10::wide entry")
+    assert first.startswith(f"::warning file={tmp_path / 'apps.yaml'},line=10::no role")
 
 
 @pytest.mark.parametrize(

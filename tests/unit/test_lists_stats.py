@@ -108,4 +108,9 @@ def test_a_broken_list_exits_2_naming_every_problem(
 def test_the_embedded_default_config(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["lists", "stats"]) == 0
     out = capsys.readouterr().out
-    assert [line.split()[0] for line in out.splitlines()[2:5]] == ["wechat", "tiktok", "kaspersky"]
+    names = [line.split()[0] for line in out.splitlines()[2:6]]
+    assert names == ["wechat", "tiktok", "kaspersky", "bypass"]
+    # Every shipped entry has a role: no "none" count, and the rejected names are counted.
+    roles = out.split("roles (entries per role; an entry may have several):\n")[1]
+    assert "none" not in roles.split("sources:")[0]
+    assert "  kaspersky: backend 2, download 2, storefront 35; rejected names 0\n" in roles

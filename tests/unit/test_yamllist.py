@@ -14,8 +14,21 @@ from dnsfilter.lists import load_list, load_lists, resolve_list_path, shipped_di
 from dnsfilter.lists.model import BlockList, Category, DomainEntry, NetworkEntry, Reference
 from dnsfilter.lists.yamlformat import parse_yaml_list
 
-TOP_KEYS = "category, description, domains, exceptions, name, networks, references, title, vendor"
-ENTRY_KEYS = "added, domain, evidence, mode, note"
+TOP_KEYS = ", ".join(
+    [
+        "category",
+        "description",
+        "domains",
+        "exceptions",
+        "name",
+        "networks",
+        "references",
+        "rejected",
+        "title",
+        "vendor",
+    ]
+)
+ENTRY_KEYS = "added, domain, evidence, mode, note, role"
 EXCEPTION_KEYS = "added, domain, evidence, note"
 CATEGORIES = "messaging, social, video, security, bypass, other"
 MODES = "null, nxdomain, nodata, refused, sinkhole"
