@@ -208,7 +208,8 @@ class Service(Reloading):
         metrics.watch_cache(self.resolver.cache)
         metrics.lists_loaded((b.name, len(b.domains)) for b in lists)
         self.lists_loaded = True
-        # Raises ConfigError when a store cannot be opened: no serving without the audit trail.
+        # A store that cannot be opened is retried while DNS serves (its gauge says so); only
+        # a bad hash key raises ConfigError.
         self.audit = build_audit_log(config.audit, metrics.audit)
         self.dns = DnsServer(
             self.resolver,

@@ -392,7 +392,7 @@ def test_audit_thread_drops_the_oldest_when_full_and_counts_them(tmp_path: Path)
         sink.record(
             Event(EventKind.FLOW_BANNED_PREFIX, "office", "apps", OFFICE, f"203.0.113.{n}:443")
         )
-    assert log.stats.dropped == 6
+    assert log.stats.dropped[("sqlite", "buffer_full")] == 6
     audit.close()
     assert [row[9] for row in _rows(db)] == [f"203.0.113.{n}:443" for n in range(6, 10)]
 
