@@ -469,6 +469,8 @@ class JsonlWriter:
         except OSError as exc:
             self._torn = done > 0 and data[done - 1] != 0x0A
             stored = data.count(b"\n", skip, done)
+            if data[done : done + 1] == b"\n" and done > skip:
+                stored += 1  # only its newline is missing, and the next write brings it
             raise PartialWrite(stored, f"{exc.strerror or exc} after {stored} lines") from exc
         self._torn = False
 

@@ -177,7 +177,10 @@ def test_packet_counters_are_exported_with_every_skip_reason() -> None:
     }
     assert value(m, "dnsfilter_monitor_packet_errors_total") == 1
     assert value(m, "dnsfilter_monitor_kernel_drops_total") == 9
-    assert value(m, "dnsfilter_audit_events_dropped_total") == 0
+    m.audit.bind(["sqlite"])  # as the monitor's audit log does
+    dropped = "dnsfilter_audit_events_dropped_total"
+    assert value(m, dropped, store="sqlite", reason="store_failed") == 0
+    assert value(m, "dnsfilter_audit_store_healthy", store="sqlite") == 0
     assert value(m, "dnsfilter_audit_write_failures_total") == 0
     assert value(m, "dnsfilter_build_info", version=__version__) == 1
     # Not the resolver's metrics: the monitor is a process of its own.
