@@ -415,7 +415,8 @@ class JsonlWriter:
 
     The file is written with os.write, so a full disk shows how far a batch got: the
     complete lines are stored, the rest counted as lost. A line cut short is ended by the
-    next write, so only that one line is broken.
+    next write (this process's or another worker's: each looks at the file's last byte), so
+    only that one line is broken.
     """
 
     kind = "jsonl"
@@ -424,18 +425,19 @@ class JsonlWriter:
         self.path = path
         self.name = "jsonl stdout" if path == "-" else f"jsonl {path}"
         self._fd: int | None = None
-        self._torn = False  #: the last write stopped inside a line
         if path != "-":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
             self._fd = self._open()
 
     def _open(self) -> int:
-        # Read as well: whether the file ends inside a line (cut short by a full disk before
-        # this writer, or this process, was started again).
-        fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o666)
+        # Read as well as write: _torn reads the last byte.
+        return os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o666)
+
+    @staticmethod
+    def _torn(fd: int) -> bool:
+        """Whether the file ends inside a line (a write cut short by a full disk)."""
         size = os.fstat(fd).st_size
-        self._torn = size > 0 and os.pread(fd, 1, size - 1) != b"\n"
-        return fd
+        return size > 0 and os.pread(fd, 1, size - 1) != b"\n"
 
     def _file(self) -> int:
         # As logging.WatchedFileHandler: logrotate moved the file away, so start a new one.
@@ -460,19 +462,17 @@ class JsonlWriter:
             sys.stdout.flush()
             return
         fd = self._file()
-        skip = 1 if self._torn else 0
+        skip = 1 if self._torn(fd) else 0
         data = b"\n" * skip + text.encode()
         done = 0
         try:
             while done < len(data):
                 done += os.write(fd, memoryview(data)[done:])
         except OSError as exc:
-            self._torn = done > 0 and data[done - 1] != 0x0A
             stored = data.count(b"\n", skip, done)
             if data[done : done + 1] == b"\n" and done > skip:
                 stored += 1  # only its newline is missing, and the next write brings it
             raise PartialWrite(stored, f"{exc.strerror or exc} after {stored} lines") from exc
-        self._torn = False
 
     def maintain(self, now: float) -> None:
         del now  # shippers and logrotate own the file's lifetime
@@ -486,7 +486,11 @@ class JsonlWriter:
 class ReopeningWriter:
     """A writer that opener opens now, and again after every failure, at most once every
     retry_interval seconds. Until it is open again, write() raises StoreUnavailable at once:
-    the audit log counts those rows as dropped and DNS never waits for the disk."""
+    the audit log counts those rows as dropped and DNS never waits for the disk.
+
+    Healthy: open, and, once it has failed, a write of events has succeeded since. Opening
+    alone proves little (a full disk still lets a file be opened, even created).
+    """
 
     def __init__(
         self,
@@ -503,10 +507,11 @@ class ReopeningWriter:
         self.clock = clock
         self._writer: AuditWriter | None = None
         self._next_try = -math.inf
+        self._proven = True  #: no failure since the last write of events
 
     @property
     def healthy(self) -> bool:
-        return self._writer is not None
+        return self._writer is not None and self._proven
 
     def open(self, now: bool = False) -> AuditWriter:
         """The open writer: opened if it is not (when due, or now); raise if it cannot be."""
@@ -518,6 +523,7 @@ class ReopeningWriter:
                 self._writer = self.opener()
             except Exception:
                 self._next_try = started + self.retry_interval
+                self._proven = False
                 raise
         return self._writer
 
@@ -528,6 +534,8 @@ class ReopeningWriter:
         except Exception:
             self._give_up()
             raise
+        if rows:
+            self._proven = True
 
     def maintain(self, now: float) -> None:
         if self._writer is not None:
@@ -542,6 +550,7 @@ class ReopeningWriter:
         a connection left in a bad state)."""
         writer, self._writer = self._writer, None
         self._next_try = self.clock() + self.retry_interval
+        self._proven = False
         if writer is not None:
             with contextlib.suppress(Exception):
                 writer.close()
@@ -767,8 +776,8 @@ class AuditLog:
         self._problems[writer.name] = reason
 
     def _stored(self, writer: AuditWriter) -> None:
-        self.stats.healthy[writer.kind] = True
-        if self._problems.pop(writer.name, None) is not None:
+        healthy = self.stats.healthy[writer.kind] = _healthy(writer)
+        if healthy and self._problems.pop(writer.name, None) is not None:
             lost = sum(self.stats.dropped[(writer.kind, r)] for r in AUDIT_DROP_REASONS)
             log.warning("audit: %s is writing again (%d events lost in all)", writer.name, lost)
 
