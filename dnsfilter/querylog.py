@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import errno
 import hashlib
 import hmac
 import ipaddress
@@ -228,7 +229,15 @@ def load_hash_key(path: Path) -> bytes:
                 handle.write(key + b"\n")
                 handle.flush()
                 os.fsync(handle.fileno())
-            os.link(spare, path)
+            try:
+                os.link(spare, path)
+            except OSError as exc:
+                if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP):
+                    raise
+                # A file system without hard links: create it in place, O_EXCL as the link.
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                with os.fdopen(fd, "wb") as handle:
+                    handle.write(key + b"\n")
         except FileExistsError:
             return load_hash_key(path)
         finally:
@@ -508,6 +517,7 @@ class ReopeningWriter:
         self._writer: AuditWriter | None = None
         self._next_try = -math.inf
         self._proven = True  #: no failure since the last write of events
+        self.problem = ""  #: why the last open failed
 
     @property
     def healthy(self) -> bool:
@@ -521,10 +531,12 @@ class ReopeningWriter:
                 raise StoreUnavailable(f"{self.name} is not open")
             try:
                 self._writer = self.opener()
-            except Exception:
+            except Exception as exc:
                 self._next_try = started + self.retry_interval
                 self._proven = False
+                self.problem = _reason(exc)
                 raise
+            self.problem = ""
         return self._writer
 
     def write(self, rows: Sequence[Row]) -> None:
@@ -617,7 +629,10 @@ class AuditLog:
         self.stats.bind(writer.kind for writer in self.writers)
         for writer in self.writers:
             self.stats.healthy[writer.kind] = _healthy(writer)
-        self._problems: dict[str, str] = {}  #: store name -> why it is failing
+        #: store name -> why it is failing (a store that could not be opened is, already)
+        self._problems = {
+            w.name: w.problem for w in self.writers if isinstance(w, ReopeningWriter) and w.problem
+        }
         self.log_allowed = log_allowed
         self.buffer_size = buffer_size
         self.flush_interval = flush_interval
@@ -734,7 +749,7 @@ class AuditLog:
             self._last_maintenance = now
         for writer in self.writers:
             try:
-                if final and isinstance(writer, ReopeningWriter):
+                if final and rows and isinstance(writer, ReopeningWriter):
                     writer.open(now=True)
                 writer.write(rows)
             except Exception as exc:
