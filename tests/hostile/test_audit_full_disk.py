@@ -220,3 +220,48 @@ def test_a_disk_that_fills_while_serving_loses_no_event_uncounted(
             assert _dropped(server) == dropped
         finally:
             assert server.stop() == 0, server.log
+
+
+@pytest.mark.parametrize("workers", [1, 2], ids=["one-process", "two-workers"])
+def test_a_hash_key_that_cannot_be_created_drops_events_never_stores_addresses(
+    start_dnsfilter: StartDnsFilter,  # noqa: F811
+    scripted_upstream: ScriptedUpstream,
+    tmp_path: Path,
+    workers: int,
+) -> None:
+    """pseudonymize: hash with its key file on the full disk: no key, so no event may be
+    stored (it would hold the address); once there is room, one key is made (with workers
+    too: each process that creates it links it into place, and the one that loses reads it),
+    and every stored event carries its pseudonym."""
+    scripted_upstream.add("www.example.test", "A", "192.0.2.10")
+    with tmpfs(tmp_path / "state", TMPFS_KIB) as state:
+        config = _config(scripted_upstream, state, workers)
+        config["audit"].update(pseudonymize="hash", hash_key_file=str(state / "audit.key"))
+        filler = fill(state)
+        server = start_dnsfilter(config)
+        try:
+            assert "cannot load the hash key" in server.log
+            _assert_dns_serves(server)
+            generated = 1 + _block(server, 0, 100)
+            assert wait_until(lambda: _accounted(server, state, generated), DEADLINE)
+            assert _stored(state) == {"sqlite": 0, "jsonl": 0}
+
+            filler.unlink()
+            generated += _recover(server, 1000)
+            assert wait_until(lambda: _accounted(server, state, generated), DEADLINE)
+            key = (state / "audit.key").read_text().strip()
+            assert len(key) == 64
+            assert sorted(p.name for p in state.iterdir()) == [
+                "audit.jsonl", "audit.key", "audit.sqlite3", "audit.sqlite3-shm",
+                "audit.sqlite3-wal",
+            ]  # fmt: skip
+            uri = f"{(state / 'audit.sqlite3').as_uri()}?mode=ro"
+            with contextlib.closing(sqlite3.connect(uri, uri=True)) as db:
+                clients = {row[0] for row in db.execute("SELECT client FROM events")}
+            jsonl = (state / "audit.jsonl").read_text().splitlines()
+            clients |= {json.loads(line)["client"] for line in jsonl if line}
+            # One pseudonym: one key for every worker, and never the address itself.
+            assert len(clients) == 1 and "127.0.0.1" not in clients, clients
+            assert len(clients.pop()) == 16
+        finally:
+            assert server.stop() == 0, server.log
