@@ -209,7 +209,8 @@ class Service(Reloading):
         metrics.watch_cache(self.resolver.cache)
         metrics.lists_loaded((b.name, len(b.domains), b.skipped) for b in lists)
         self.lists_loaded = True
-        # Raises ConfigError when a store cannot be opened: no serving without the audit trail.
+        # A store that cannot be opened is retried while DNS serves (its gauge says so); only
+        # a bad hash key raises ConfigError.
         self.audit = build_audit_log(config.audit, metrics.audit)
         #: this process's descriptors by share (per process: each worker has its own)
         self.budget = plan_budget(descriptor_limit(), config)

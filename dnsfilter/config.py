@@ -258,6 +258,7 @@ class AuditConfig:
     truncate_ipv6: int = 48
     flush_interval: float = 1.0
     buffer_size: int = 65536
+    retry_interval: float = 10.0  #: seconds between tries of a store that cannot be written
 
 
 @dataclass(frozen=True, slots=True)
@@ -371,6 +372,7 @@ _AUDIT_KEYS = frozenset(
         "truncate_ipv6",
         "flush_interval",
         "buffer_size",
+        "retry_interval",
     }
 )
 
@@ -1196,6 +1198,10 @@ def _audit(r: Reader, node: Mapping | None, base: Path | None) -> AuditConfig:
             r.integer(get(node, "buffer_size"), "audit.buffer_size", 1, 10_000_000),
             default.buffer_size,
         ),
+        retry_interval=_or(
+            r.number(get(node, "retry_interval"), "audit.retry_interval", 0, 3600),
+            default.retry_interval,
+        ),
     )
     if node is not None and config.pseudonymize == "hash" and config.hash_key_file is None:
         r.problem(node.line, "audit", "pseudonymize hash needs hash_key_file")
@@ -1223,6 +1229,9 @@ def _audit_path(
         return default
     if not text:
         r.problem(child.line, f"audit.{key}", "expected a path (got an empty string)")
+        return default
+    if "\0" in text:
+        r.problem(child.line, f"audit.{key}", f"a path cannot hold a NUL character (got {text!r})")
         return default
     if text == "-" and key == "jsonl_path":
         return text

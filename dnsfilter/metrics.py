@@ -174,12 +174,32 @@ class ListStats:
     reload_failures: Counter[str] = field(default_factory=Counter)
 
 
+#: Why a store did not get an audit event (dnsfilter_audit_events_dropped_total's reason).
+AUDIT_DROP_REASONS = ("buffer_full", "store_failed")
+
+
 @dataclass
 class AuditStats:
-    """Counters of the audit log (dnsfilter.querylog.AuditLog bumps them)."""
+    """Counters and health of the audit stores, by store kind (sqlite, jsonl); the audit log
+    (dnsfilter.querylog.AuditLog) sets them. Each store counts every event it did not get,
+    so for each store, events stored + dropped == events recorded."""
 
-    dropped: int = 0  #: events pushed out of a full buffer before they were written
-    write_failures: int = 0  #: batches (or prunes) a writer failed to store
+    #: (store, reason) -> events lost: pushed out of a full buffer, or not stored by the store
+    dropped: Counter[tuple[str, str]] = field(default_factory=Counter)
+    write_failures: int = 0  #: batches, opens or prunes of a store that failed
+    healthy: dict[str, bool] = field(default_factory=dict)  #: store -> open and writing
+
+    def bind(self, stores: Iterable[str]) -> None:
+        """Export every store's series from the start: unhealthy until it has opened."""
+        for store in stores:
+            self.healthy.setdefault(store, False)
+            for reason in AUDIT_DROP_REASONS:
+                self.dropped.setdefault((store, reason), 0)
+
+    def lost(self, reason: str, count: int, store: str | None = None) -> None:
+        """count events that store (every store, if None) will never get."""
+        for name in (store,) if store is not None else tuple(self.healthy):
+            self.dropped[(name, reason)] += count
 
 
 @dataclass
@@ -475,16 +495,27 @@ def _audit_and_build(audit: AuditStats) -> Iterator[Metric]:
     """The families serve and monitor both export: the audit log's losses and the version."""
     dropped = CounterMetricFamily(
         "dnsfilter_audit_events_dropped",
-        "Audit events lost because the audit buffer was full (the oldest go first).",
+        "Audit events a store did not get, by reason: buffer_full (the oldest go first) or "
+        "store_failed (the store is not open, or a write failed).",
+        labels=("store", "reason"),
     )
-    dropped.add_metric((), audit.dropped)
+    for drop_labels, value in sorted(dict(audit.dropped).items()):
+        dropped.add_metric(drop_labels, value)
     write_failures = CounterMetricFamily(
         "dnsfilter_audit_write_failures",
-        "Audit batches (or retention and size prunes) that a writer failed to store.",
+        "Audit batches, store opens, retention and size prunes that failed.",
     )
     write_failures.add_metric((), audit.write_failures)
+    healthy = GaugeMetricFamily(
+        "dnsfilter_audit_store_healthy",
+        "1 if the audit store is open and its last write succeeded, 0 while it is retried.",
+        labels=("store",),
+    )
+    for store, ok in sorted(dict(audit.healthy).items()):
+        healthy.add_metric((store,), 1.0 if ok else 0.0)
     yield dropped
     yield write_failures
+    yield healthy
     build = InfoMetricFamily("dnsfilter_build", "The running dnsfilter version.")
     build.add_metric((), {"version": __version__})
     yield build
@@ -508,8 +539,9 @@ class Snapshot:
 
     add() merges another worker's: counters add up, and so do cache entries, queries in flight
     and rate-limited clients (a total over the workers' caches and limits); an upstream is up
-    if any worker's last try got an answer; blocked clients are the union of each worker's,
-    by last attempt, as one client's queries reach several workers.
+    if any worker's last try got an answer, an audit store healthy only if it is for every
+    worker; blocked clients are the union of each worker's, by last attempt, as one client's
+    queries reach several workers.
     """
 
     queries: dict[tuple[str, str, str, str], int] = field(default_factory=dict)
@@ -533,8 +565,9 @@ class Snapshot:
     cache_prefetches: int = 0
     inflight: int = 0
     ratelimited_clients: int = 0
-    audit_dropped: int = 0
+    audit_dropped: dict[tuple[str, str], int] = field(default_factory=dict)
     audit_write_failures: int = 0
+    audit_healthy: dict[str, bool] = field(default_factory=dict)
 
     def add(self, other: Snapshot) -> None:
         _add_counts(self.queries, other.queries)
@@ -567,8 +600,11 @@ class Snapshot:
         self.cache_prefetches += other.cache_prefetches
         self.inflight += other.inflight
         self.ratelimited_clients += other.ratelimited_clients
-        self.audit_dropped += other.audit_dropped
+        _add_counts(self.audit_dropped, other.audit_dropped)
         self.audit_write_failures += other.audit_write_failures
+        # Every worker writes the shared store: it is healthy only if it is for all of them.
+        for store, ok in other.audit_healthy.items():
+            self.audit_healthy[store] = self.audit_healthy.get(store, True) and ok
 
     def retired(self) -> Snapshot:
         """What outlives an exited worker: its counters (and its blocked clients, still within
@@ -577,6 +613,7 @@ class Snapshot:
             self,
             upstream_up={},
             upstream_rtt={},
+            audit_healthy={},
             cache_entries=0,
             inflight=0,
             ratelimited_clients=0,
@@ -713,8 +750,9 @@ class Metrics:
             cache_prefetches=cache.prefetches if cache is not None else 0,
             inflight=server.inflight_count() if server is not None else 0,
             ratelimited_clients=server.ratelimited_clients() if server is not None else 0,
-            audit_dropped=self.audit.dropped,
+            audit_dropped=dict(self.audit.dropped),
             audit_write_failures=self.audit.write_failures,
+            audit_healthy=dict(self.audit.healthy),
         )
 
     def show(self, merged: Snapshot) -> None:
@@ -746,8 +784,9 @@ class Metrics:
         )
         self._cache = totals
         self._server = totals
-        self.audit.dropped = merged.audit_dropped
+        self.audit.dropped = Counter(merged.audit_dropped)
         self.audit.write_failures = merged.audit_write_failures
+        self.audit.healthy = dict(merged.audit_healthy)
 
 
 # ---------------------------------------------------------------------------------------

@@ -3,14 +3,18 @@
 Two ways to serve port 53 without running as root (README, "Privileges"):
 
 * start as root with ``server.user`` set: the listeners and the metrics endpoint are bound
-  first, then the process calls setgroups([]), setresgid and setresuid and checks that no
-  way back to root (nor any capability) is left;
+  first; then the process seals itself (PR_SET_NO_NEW_PRIVS, every capability dropped from
+  the bounding set while it still holds CAP_SETPCAP, the ambient set cleared), calls
+  setgroups([]), setresgid and setresuid, and checks that no way back to root (nor any
+  capability, nor a set-uid program that could give one) is left;
 * start as the unprivileged user with CAP_NET_BIND_SERVICE (systemd AmbientCapabilities=),
   ``server.user`` unset or naming that same user.
 """
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import grp
 import logging
 import os
@@ -21,6 +25,15 @@ from pathlib import Path
 from dnsfilter.errors import ConfigError, PrivilegeError
 
 log = logging.getLogger(__name__)
+
+#: prctl(2) options (linux/prctl.h).
+PR_CAPBSET_DROP = 24
+PR_SET_NO_NEW_PRIVS = 38
+PR_CAP_AMBIENT = 47
+PR_CAP_AMBIENT_CLEAR_ALL = 4
+#: Where the kernel says its highest capability number; CAP_CHECKPOINT_RESTORE (40) if absent.
+CAP_LAST_CAP = Path("/proc/sys/kernel/cap_last_cap")
+_DEFAULT_LAST_CAP = 40
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +108,8 @@ def drop_privileges(account: Account | None) -> None:
         )
         return
     try:
+        # Sealed first: the bounding set can only be emptied while CAP_SETPCAP is held.
+        seal()
         os.setgroups([])
         os.setresgid(account.gid, account.gid, account.gid)
         os.setresuid(account.uid, account.uid, account.uid)
@@ -102,6 +117,42 @@ def drop_privileges(account: Account | None) -> None:
         raise PrivilegeError(f"cannot switch to {account}: {exc.strerror or exc}") from None
     check_dropped(account)
     log.info("switched to user %s", account)
+
+
+def seal() -> None:
+    """Leave no way back to privilege, whatever this process runs later: no_new_privs (a
+    set-uid or file-capability program gains nothing), an empty capability bounding set
+    (nothing can be regained, even by a uid 0 again), an empty ambient set. Needs root
+    (CAP_SETPCAP) for the bounding set; raises OSError when a step is refused."""
+    _prctl(PR_SET_NO_NEW_PRIVS, 1)
+    for capability in range(_last_cap() + 1):
+        try:
+            _prctl(PR_CAPBSET_DROP, capability)
+        except OSError as exc:
+            if exc.errno != errno.EINVAL:  # EINVAL: a number this kernel does not know
+                raise
+    try:
+        _prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL)
+    except OSError as exc:
+        if exc.errno != errno.EINVAL:  # before Linux 4.3 there is no ambient set to clear
+            raise
+
+
+def _last_cap() -> int:
+    try:
+        return int(CAP_LAST_CAP.read_text())
+    except (OSError, ValueError):
+        return _DEFAULT_LAST_CAP
+
+
+def _prctl(option: int, arg2: int = 0) -> int:
+    libc = ctypes.CDLL(None, use_errno=True)
+    ulong = ctypes.c_ulong
+    result: int = libc.prctl(ctypes.c_int(option), ulong(arg2), ulong(0), ulong(0), ulong(0))
+    if result == -1:
+        code = ctypes.get_errno()
+        raise OSError(code, f"prctl({option}): {os.strerror(code)}")
+    return result
 
 
 def check_dropped(account: Account) -> None:
@@ -119,20 +170,24 @@ def check_dropped(account: Account) -> None:
         pass
     else:
         problems.append("setuid(0) still works")
-    capabilities = _effective_capabilities()
-    if capabilities:
-        problems.append(f"capabilities {capabilities:#x} remain")
+    status = _status()
+    for field, what in (("CapEff", "capabilities"), ("CapBnd", "bounding set capabilities"),
+                        ("CapAmb", "ambient capabilities")):  # fmt: skip
+        left = int(status.get(field, "0"), 16)
+        if left:
+            problems.append(f"{what} {left:#x} remain")
+    if status.get("NoNewPrivs", "1") != "1":
+        problems.append("no_new_privs is not set")
     if problems:
         raise PrivilegeError(f"switching to {account} left root behind: " + "; ".join(problems))
 
 
-def _effective_capabilities() -> int:
-    """CapEff of this process (0 where /proc is not there to tell)."""
+def _status() -> dict[str, str]:
+    """The fields of /proc/self/status (none where /proc is not there to tell)."""
     try:
-        status = Path("/proc/self/status").read_text()
+        text = Path("/proc/self/status").read_text()
     except OSError:
-        return 0
-    for line in status.splitlines():
-        if line.startswith("CapEff:"):
-            return int(line.split()[1], 16)
-    return 0
+        return {}
+    return {
+        key: value.strip() for key, _, value in (line.partition(":") for line in text.splitlines())
+    }

@@ -11,6 +11,11 @@ pseudonymizes client addresses and gives the rows to each writer: SQLite (the st
 `dnsfilter report` reads) and JSON lines (for log shippers). SQLite therefore never runs on
 the event loop, and the buffer is touched only by the loop's thread, so it needs no lock.
 
+A store is a side system: when it cannot be opened or written (a full or read-only file
+system, a missing mount), DNS goes on. The store (ReopeningWriter) says it is unhealthy,
+every event it does not get is counted as dropped, and it is opened again every
+`retry_interval` seconds until a write succeeds.
+
 AuditThread feeds the same AuditLog from a process without an event loop (`dnsfilter
 monitor`, whose events come from a capture thread): record() takes a lock, and a writer thread
 of its own hands the batches to the AuditLog's writers. Bypass events are rows like any other,
@@ -22,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import errno
 import hashlib
 import hmac
 import ipaddress
@@ -35,15 +41,15 @@ import sys
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence, Sized
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import chain
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, NamedTuple, Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from dnsfilter.errors import ConfigError
-from dnsfilter.metrics import OTHER_QTYPE, QTYPE_LABELS, AuditStats
+from dnsfilter.metrics import AUDIT_DROP_REASONS, OTHER_QTYPE, QTYPE_LABELS, AuditStats
 
 if TYPE_CHECKING:
     from dnsfilter.config import AuditConfig
@@ -126,13 +132,27 @@ class AuditWriter(Protocol):
     """One destination of audit rows; called only from the audit worker thread."""
 
     name: str
+    kind: str  #: "sqlite" or "jsonl": the store label of the audit metrics
 
-    def write(self, rows: Sequence[Row]) -> None: ...
+    def write(self, rows: Sequence[Row]) -> None:
+        """Store every row or raise; PartialWrite says how many were stored all the same."""
 
     def maintain(self, now: float) -> None:
         """Periodic upkeep (retention); now is Unix time."""
 
     def close(self) -> None: ...
+
+
+class PartialWrite(Exception):
+    """A write failed after storing its first `stored` rows."""
+
+    def __init__(self, stored: int, reason: str) -> None:
+        super().__init__(reason)
+        self.stored = stored
+
+
+class StoreUnavailable(Exception):
+    """The store is not open, and its next try is not due yet."""
 
 
 # ---------------------------------------------------------------------------------------
@@ -200,13 +220,29 @@ def load_hash_key(path: Path) -> bytes:
     except FileNotFoundError:
         path.parent.mkdir(parents=True, exist_ok=True)
         key = secrets.token_hex(32).encode()
-        # O_EXCL: two instances starting at once must not end up with different keys.
+        # Written aside, then linked into place: a full disk leaves no empty key behind, and
+        # of two processes starting at once (workers), the second reads the first one's key.
+        spare = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+        fd = os.open(spare, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(key + b"\n")
+                handle.flush()
+                os.fsync(handle.fileno())
+            try:
+                os.link(spare, path)
+            except OSError as exc:
+                if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP):
+                    raise
+                # A file system without hard links: create it in place, O_EXCL as the link.
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                with os.fdopen(fd, "wb") as handle:
+                    handle.write(key + b"\n")
         except FileExistsError:
             return load_hash_key(path)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(key + b"\n")
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(spare)
         log.warning("audit: created a new client hash key in %s; keep it to keep pseudonyms", path)
         return key
     if len(key) < 16:
@@ -214,12 +250,49 @@ def load_hash_key(path: Path) -> bytes:
     return key
 
 
+class HashKey:
+    """The keyed-hash pseudonymizer of a key file, loaded when first needed and again every
+    retry_interval seconds while it cannot be (a full disk cannot take a new key)."""
+
+    def __init__(
+        self, path: Path, retry_interval: float = 10.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.path = path
+        self.retry_interval = retry_interval
+        self.clock = clock
+        self._pseudonymizer: Pseudonymizer | None = None
+        self._next_try = -math.inf
+
+    def __call__(self) -> Pseudonymizer:
+        """The pseudonymizer; raise OSError or ValueError (or StoreUnavailable) until then."""
+        if self._pseudonymizer is None:
+            now = self.clock()
+            if now < self._next_try:
+                raise StoreUnavailable(f"the hash key file {self.path} is not loaded yet")
+            try:
+                self._pseudonymizer = Pseudonymizer.keyed_hash(load_hash_key(self.path))
+            except Exception:
+                self._next_try = now + self.retry_interval
+                raise
+        return self._pseudonymizer
+
+
 # ---------------------------------------------------------------------------------------
 # Writers
 
 
+def _rollback(db: sqlite3.Connection) -> None:
+    """End a failed transaction. SQLite may have rolled it back already (a full disk does):
+    a transaction left open would make every later BEGIN fail."""
+    if db.in_transaction:
+        with contextlib.suppress(sqlite3.Error):
+            db.execute("ROLLBACK")
+
+
 class SqliteWriter:
     """The embedded store: one WAL-mode table, pruned by age and by size."""
+
+    kind = "sqlite"
 
     def __init__(self, path: Path, retention_days: float = 90, max_bytes: int = 0) -> None:
         self.path = path
@@ -254,11 +327,13 @@ class SqliteWriter:
         try:
             if "destination" not in _columns(self.db, "events"):
                 self.db.execute(_ADD_DESTINATION)
-            self.db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            # Only when it changes: reopening a store on a full disk must write nothing.
+            if self.db.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
+                self.db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            self.db.execute("COMMIT")
         except BaseException:
-            self.db.execute("ROLLBACK")
+            _rollback(self.db)
             raise
-        self.db.execute("COMMIT")
 
     def write(self, rows: Sequence[Row]) -> None:
         if rows:
@@ -277,11 +352,16 @@ class SqliteWriter:
                     )
                 if whole < len(rows):
                     self.db.executemany(_INSERT, rows[whole:])
+                # Inside the try: on a full disk it is the COMMIT that fails, and then none
+                # of the rows is stored (the WAL frames of a failed commit are never read).
+                self.db.execute("COMMIT")
             except BaseException:
-                self.db.execute("ROLLBACK")
+                _rollback(self.db)
                 raise
-            self.db.execute("COMMIT")
-        self.enforce_size()
+        try:
+            self.enforce_size()
+        except sqlite3.Error as exc:
+            raise PartialWrite(len(rows), f"stored, then the size prune failed: {exc}") from exc
 
     def maintain(self, now: float) -> None:
         if self.retention > 0:
@@ -329,10 +409,10 @@ class SqliteWriter:
         self.db.execute("BEGIN IMMEDIATE")
         try:
             changed = self.db.executemany(sql, params).rowcount
+            self.db.execute("COMMIT")
         except BaseException:
-            self.db.execute("ROLLBACK")
+            _rollback(self.db)
             raise
-        self.db.execute("COMMIT")
         return changed
 
     def close(self) -> None:
@@ -340,51 +420,157 @@ class SqliteWriter:
 
 
 class JsonlWriter:
-    """One JSON object per line, to a file (reopened when rotated away) or to stdout (-)."""
+    """One JSON object per line, to a file (reopened when rotated away) or to stdout (-).
+
+    The file is written with os.write, so a full disk shows how far a batch got: the
+    complete lines are stored, the rest counted as lost. A line cut short is ended by the
+    next write (this process's or another worker's: each looks at the file's last byte), so
+    only that one line is broken.
+    """
+
+    kind = "jsonl"
 
     def __init__(self, path: str) -> None:
         self.path = path
         self.name = "jsonl stdout" if path == "-" else f"jsonl {path}"
-        self._file: IO[str] | None = None
+        self._fd: int | None = None
         if path != "-":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-            self._file = self._open()
+            self._fd = self._open()
 
-    def _open(self) -> IO[str]:
-        return open(self.path, "a", encoding="utf-8")
+    def _open(self) -> int:
+        # Read as well as write: _torn reads the last byte.
+        return os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o666)
 
-    def _stream(self) -> IO[str]:
-        if self.path == "-":
-            return sys.stdout
+    @staticmethod
+    def _torn(fd: int) -> bool:
+        """Whether the file ends inside a line (a write cut short by a full disk)."""
+        size = os.fstat(fd).st_size
+        return size > 0 and os.pread(fd, 1, size - 1) != b"\n"
+
+    def _file(self) -> int:
         # As logging.WatchedFileHandler: logrotate moved the file away, so start a new one.
         try:
             stat = os.stat(self.path)
         except OSError:
             stat = None
-        if self._file is not None:
-            own = os.fstat(self._file.fileno())
+        if self._fd is not None:
+            own = os.fstat(self._fd)
             if stat is None or (stat.st_dev, stat.st_ino) != (own.st_dev, own.st_ino):
-                self._file.close()
-                self._file = None
-        if self._file is None:
-            self._file = self._open()
-        return self._file
+                self.close()
+        if self._fd is None:
+            self._fd = self._open()
+        return self._fd
 
     def write(self, rows: Sequence[Row]) -> None:
         if not rows:
             return
         text = "".join(format_json_line(row) + "\n" for row in rows)
-        stream = self._stream()
-        stream.write(text)
-        stream.flush()
+        if self.path == "-":
+            sys.stdout.write(text)
+            sys.stdout.flush()
+            return
+        fd = self._file()
+        skip = 1 if self._torn(fd) else 0
+        data = b"\n" * skip + text.encode()
+        done = 0
+        try:
+            while done < len(data):
+                done += os.write(fd, memoryview(data)[done:])
+        except OSError as exc:
+            stored = data.count(b"\n", skip, done)
+            if data[done : done + 1] == b"\n" and done > skip:
+                stored += 1  # only its newline is missing, and the next write brings it
+            raise PartialWrite(stored, f"{exc.strerror or exc} after {stored} lines") from exc
 
     def maintain(self, now: float) -> None:
         del now  # shippers and logrotate own the file's lifetime
 
     def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+class ReopeningWriter:
+    """A writer that opener opens now, and again after every failure, at most once every
+    retry_interval seconds. Until it is open again, write() raises StoreUnavailable at once:
+    the audit log counts those rows as dropped and DNS never waits for the disk.
+
+    Healthy: open, and, once it has failed, a write of events has succeeded since. Opening
+    alone proves little (a full disk still lets a file be opened, even created).
+    """
+
+    def __init__(
+        self,
+        kind: str,
+        name: str,
+        opener: Callable[[], AuditWriter],
+        retry_interval: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.kind = kind
+        self.name = name
+        self.opener = opener
+        self.retry_interval = retry_interval
+        self.clock = clock
+        self._writer: AuditWriter | None = None
+        self._next_try = -math.inf
+        self._proven = True  #: no failure since the last write of events
+        self.problem = ""  #: why the last open failed
+
+    @property
+    def healthy(self) -> bool:
+        return self._writer is not None and self._proven
+
+    def open(self, now: bool = False) -> AuditWriter:
+        """The open writer: opened if it is not (when due, or now); raise if it cannot be."""
+        if self._writer is None:
+            started = self.clock()
+            if not now and started < self._next_try:
+                raise StoreUnavailable(f"{self.name} is not open")
+            try:
+                self._writer = self.opener()
+            except Exception as exc:
+                self._next_try = started + self.retry_interval
+                self._proven = False
+                self.problem = _reason(exc)
+                raise
+            self.problem = ""
+        return self._writer
+
+    def write(self, rows: Sequence[Row]) -> None:
+        writer = self.open()
+        try:
+            writer.write(rows)
+        except Exception:
+            self._give_up()
+            raise
+        if rows:
+            self._proven = True
+
+    def maintain(self, now: float) -> None:
+        if self._writer is not None:
+            try:
+                self._writer.maintain(now)
+            except Exception:
+                self._give_up()
+                raise
+
+    def _give_up(self) -> None:
+        """Close after a failure: the next try opens it afresh (a file may have been moved,
+        a connection left in a bad state)."""
+        writer, self._writer = self._writer, None
+        self._next_try = self.clock() + self.retry_interval
+        self._proven = False
+        if writer is not None:
+            with contextlib.suppress(Exception):
+                writer.close()
+
+    def close(self) -> None:
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.close()
 
 
 def format_json_line(row: Row) -> str:
@@ -428,7 +614,7 @@ class AuditLog:
     def __init__(
         self,
         writers: Sequence[AuditWriter],
-        pseudonymize: Pseudonymizer | None = None,
+        pseudonymize: Pseudonymizer | Callable[[], Pseudonymizer] | None = None,
         *,
         stats: AuditStats | None = None,
         log_allowed: bool = False,
@@ -437,8 +623,16 @@ class AuditLog:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.writers = list(writers)
+        #: A Pseudonymizer, or what gives one (HashKey: raises until the key is loaded).
         self.pseudonymize = pseudonymize if pseudonymize is not None else Pseudonymizer()
         self.stats = stats if stats is not None else AuditStats()
+        self.stats.bind(writer.kind for writer in self.writers)
+        for writer in self.writers:
+            self.stats.healthy[writer.kind] = _healthy(writer)
+        #: store name -> why it is failing (a store that could not be opened is, already)
+        self._problems = {
+            w.name: w.problem for w in self.writers if isinstance(w, ReopeningWriter) and w.problem
+        }
         self.log_allowed = log_allowed
         self.buffer_size = buffer_size
         self.flush_interval = flush_interval
@@ -458,7 +652,7 @@ class AuditLog:
         buffer = self._buffer
         if len(buffer) >= self._early:
             if len(buffer) >= self.buffer_size:
-                self.stats.dropped += 1  # append() below pushes the oldest out
+                self.stats.lost("buffer_full", 1)  # append() below pushes the oldest out
             self._wake.set()
         buffer.append(event)
 
@@ -512,8 +706,21 @@ class AuditLog:
         self._buffer = deque(maxlen=self.buffer_size)
         return batch
 
-    def _write(self, batch: Iterable[AuditEvent]) -> None:
-        pseudonym = self.pseudonymize
+    def _write(self, batch: Iterable[AuditEvent], final: bool = False) -> None:
+        """Give batch to every writer; count what each does not store. final: the last
+        batch, for which a store not open is tried once more, whenever its next try is."""
+        pseudonymize = self.pseudonymize
+        if isinstance(pseudonymize, Pseudonymizer):
+            pseudonym = pseudonymize
+        else:
+            try:
+                pseudonym = pseudonymize()
+            except Exception as exc:
+                # No key, no rows: an address is never stored unpseudonymized.
+                lost = len(batch) if isinstance(batch, Sized) else len(list(batch))
+                for writer in self.writers:
+                    self._failed(writer, exc, lost, f"no hash key: {_reason(exc)}")
+                return
         # An event has a row's fields in a row's order: rebuilt only to pseudonymize the
         # client (the rebuild costs 0.26 us an event, on the query path's core).
         rows: list[Row] = (
@@ -542,19 +749,55 @@ class AuditLog:
             self._last_maintenance = now
         for writer in self.writers:
             try:
+                if final and rows and isinstance(writer, ReopeningWriter):
+                    writer.open(now=True)
                 writer.write(rows)
             except Exception as exc:
-                self.stats.write_failures += 1
-                log.error("audit: writing %d events to %s failed: %s", len(rows), writer.name, exc)
+                stored = exc.stored if isinstance(exc, PartialWrite) else 0
+                self._failed(writer, exc, len(rows) - stored, _reason(exc))
+                continue
+            self._stored(writer)
             if maintain:
                 try:
                     writer.maintain(now)
                 except Exception as exc:
                     self.stats.write_failures += 1
                     log.error("audit: pruning %s failed: %s", writer.name, exc)
+                    self.stats.healthy[writer.kind] = _healthy(writer)
+
+    def _failed(self, writer: AuditWriter, exc: Exception, lost: int, reason: str) -> None:
+        """Count the rows writer did not store; log a store that starts (or keeps) failing."""
+        self.stats.lost("store_failed", lost, writer.kind)
+        self.stats.healthy[writer.kind] = False
+        if isinstance(exc, StoreUnavailable):
+            return  # not tried: its next try is not due
+        self.stats.write_failures += 1
+        retry = (
+            f"retrying every {writer.retry_interval:g}s"
+            if isinstance(writer, ReopeningWriter)
+            else "retrying with the next batch"
+        )
+        if writer.name not in self._problems:
+            log.error(
+                "audit: %s failed, %d events lost; its events are dropped and counted until it "
+                "works again (%s; DNS is not affected): %s",
+                writer.name,
+                lost,
+                retry,
+                reason,
+            )
+        elif self._problems[writer.name] != reason:
+            log.error("audit: %s still failing (%s): %s", writer.name, retry, reason)
+        self._problems[writer.name] = reason
+
+    def _stored(self, writer: AuditWriter) -> None:
+        healthy = self.stats.healthy[writer.kind] = _healthy(writer)
+        if healthy and self._problems.pop(writer.name, None) is not None:
+            lost = sum(self.stats.dropped[(writer.kind, r)] for r in AUDIT_DROP_REASONS)
+            log.warning("audit: %s is writing again (%d events lost in all)", writer.name, lost)
 
     def _write_and_close(self, batch: Iterable[AuditEvent]) -> None:
-        self._write(batch)
+        self._write(batch, final=True)
         for writer in self.writers:
             try:
                 writer.close()
@@ -600,7 +843,7 @@ class AuditThread:
             buffer = self._buffer
             if len(buffer) >= self.audit.buffer_size:
                 buffer.popleft()
-                self.audit.stats.dropped += 1
+                self.audit.stats.lost("buffer_full", 1)
             buffer.append(event)
             if len(buffer) >= self._early:
                 self._wake.set()
@@ -644,41 +887,67 @@ class AuditThread:
 
 
 def build_audit_log(config: AuditConfig, stats: AuditStats | None = None) -> AuditLog | None:
-    """The sink the config asks for (None when audit.enabled is false); raise ConfigError
-    when a store cannot be opened, so `serve` refuses to start without its audit trail."""
+    """The sink the config asks for (None when audit.enabled is false).
+
+    A store that cannot be opened now is logged and retried (ReopeningWriter): a full or
+    read-only disk is no reason to stop serving DNS. Only a hash key file that holds a bad
+    key raises ConfigError, as a bad config does.
+    """
     if not config.enabled:
         return None
-    problems = []
-    pseudonymize = Pseudonymizer()
+    retry = config.retry_interval
+    pseudonymize: Pseudonymizer | HashKey = Pseudonymizer()
     if config.pseudonymize == "hash":
         assert config.hash_key_file is not None  # the config loader demands one
+        pseudonymize = HashKey(Path(config.hash_key_file), retry)
         try:
-            pseudonymize = Pseudonymizer.keyed_hash(load_hash_key(Path(config.hash_key_file)))
-        except (OSError, ValueError) as exc:
-            problems.append(f"audit.hash_key_file: {_reason(exc)}")
+            pseudonymize()
+        except ValueError as exc:
+            raise ConfigError([f"audit.hash_key_file: {exc}"]) from None
+        except OSError as exc:
+            log.error(
+                "audit: cannot load the hash key (retrying every %gs; until then no event "
+                "is stored, and each is counted as dropped): audit.hash_key_file: %s",
+                retry,
+                _reason(exc),
+            )
     elif config.pseudonymize == "truncate":
         pseudonymize = Pseudonymizer.truncate(config.truncate_ipv4, config.truncate_ipv6)
-    writers: list[AuditWriter] = []
+    writers: list[ReopeningWriter] = []
     if config.sqlite_path is not None:
-        try:
-            writers.append(
-                SqliteWriter(
-                    Path(config.sqlite_path),
-                    config.retention_days,
-                    int(config.max_size_mb * 1024 * 1024),
-                )
+        path = Path(config.sqlite_path)
+        max_bytes = int(config.max_size_mb * 1024 * 1024)
+        writers.append(
+            ReopeningWriter(
+                SqliteWriter.kind,
+                f"sqlite {path}",
+                lambda: SqliteWriter(path, config.retention_days, max_bytes),
+                retry,
             )
-        except (OSError, sqlite3.Error) as exc:
-            problems.append(f"audit.sqlite_path: cannot open {config.sqlite_path}: {_reason(exc)}")
+        )
     if config.jsonl_path is not None:
+        jsonl = config.jsonl_path
+        writers.append(
+            ReopeningWriter(
+                JsonlWriter.kind,
+                "jsonl stdout" if jsonl == "-" else f"jsonl {jsonl}",
+                lambda: JsonlWriter(jsonl),
+                retry,
+            )
+        )
+    for writer in writers:
         try:
-            writers.append(JsonlWriter(config.jsonl_path))
-        except OSError as exc:
-            problems.append(f"audit.jsonl_path: cannot open {config.jsonl_path}: {_reason(exc)}")
-    if problems:
-        for writer in writers:
-            writer.close()
-        raise ConfigError(problems)
+            writer.open()
+        except (OSError, sqlite3.Error) as exc:
+            key = "sqlite_path" if writer.kind == SqliteWriter.kind else "jsonl_path"
+            log.error(
+                "audit: cannot open %s (retrying every %gs; DNS is served meanwhile, and "
+                "every event it misses is counted as dropped): audit.%s: %s",
+                writer.name,
+                retry,
+                key,
+                _reason(exc),
+            )
     return AuditLog(
         writers,
         pseudonymize,
@@ -687,6 +956,11 @@ def build_audit_log(config: AuditConfig, stats: AuditStats | None = None) -> Aud
         buffer_size=config.buffer_size,
         flush_interval=config.flush_interval,
     )
+
+
+def _healthy(writer: AuditWriter) -> bool:
+    """A store reopened after failures says whether it is open; any other is, once built."""
+    return writer.healthy if isinstance(writer, ReopeningWriter) else True
 
 
 def _reason(exc: Exception) -> str:

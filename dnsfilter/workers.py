@@ -162,8 +162,9 @@ class Supervisor(Reloading):
                 log.info("metrics on http://%s/metrics", address)
             # Every socket is bound; workers forked from now on are unprivileged as well.
             drop_privileges(self.account)
-            # Opened once here, as the workers' user: a bad store stops us before any fork,
-            # and a new hash key file exists before the workers race to read it.
+            # Opened once here, as the workers' user: a bad hash key stops us before any fork,
+            # and a new key file exists before the workers read it. A store that cannot be
+            # opened is only logged: each worker retries it and counts what it drops.
             audit = build_audit_log(self.config.audit)
             if audit is not None:
                 audit.close_now()

@@ -96,6 +96,7 @@ def test_the_alerts_the_issue_asks_for_are_there() -> None:
         "DnsfilterListReloadFailing": {"dnsfilter_list_reload_failures_total"},
         "DnsfilterBlockedSpike": {"dnsfilter_blocked_queries_total"},
         "DnsfilterHighServfailRatio": {"dnsfilter_queries_total"},
+        "DnsfilterAuditStoreUnhealthy": {"dnsfilter_audit_store_healthy"},
     }
 
 
@@ -448,6 +449,29 @@ def test_systemd_unit_exposure_is_low(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr
 
 
+def _metrics_ruleset() -> str:
+    """The nftables ruleset the unit's comments give for fencing the metrics port."""
+    lines = (SYSTEMD_DIR / "dnsfilter.service").read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("#   table inet"))
+    end = next(i for i in range(start, len(lines)) if lines[i] == "#   }")
+    return "\n".join(line.removeprefix("#   ") for line in lines[start : end + 1]) + "\n"
+
+
+def test_systemd_unit_metrics_fence_is_a_valid_nftables_ruleset() -> None:
+    nft = tool("nft", "nftables")
+    ruleset = _metrics_ruleset()
+    assert "tcp dport 9153 drop" in ruleset
+    result = subprocess.run(
+        [nft, "-c", "-f", "-"], input=ruleset, capture_output=True, text=True, timeout=_TIMEOUT
+    )
+    assert result.returncode == 0, result.stderr
+    broken = ruleset.replace("ip saddr", "ip sadr", 1)  # the check is not vacuous
+    result = subprocess.run(
+        [nft, "-c", "-f", "-"], input=broken, capture_output=True, text=True, timeout=_TIMEOUT
+    )
+    assert result.returncode != 0
+
+
 def test_systemd_example_config_is_valid() -> None:
     result = check_config(SYSTEMD_DIR / "dnsfilter.yaml")
     assert result.returncode == 0, result.stdout + result.stderr
@@ -709,6 +733,7 @@ def test_kubernetes_manifests_are_the_expected_set() -> None:
         ("DaemonSet", "dnsfilter"),
         ("Deployment", "dnsfilter"),
         ("Namespace", "dnsfilter"),
+        ("NetworkPolicy", "dnsfilter"),
         ("PodDisruptionBudget", "dnsfilter"),
         ("Service", "dnsfilter"),
         ("Service", "dnsfilter-metrics"),
@@ -717,6 +742,27 @@ def test_kubernetes_manifests_are_the_expected_set() -> None:
     for file, doc in _manifests():
         if doc["kind"] != "Namespace":
             assert doc["metadata"]["namespace"] == _NAMESPACE, file
+
+
+def test_network_policy_opens_dns_to_all_and_metrics_to_monitoring_only() -> None:
+    policy = _one("NetworkPolicy")["spec"]
+    pod = _one("Deployment")["spec"]["template"]
+    assert policy["podSelector"]["matchLabels"] == pod["metadata"]["labels"]
+    assert policy["policyTypes"] == ["Ingress"]
+    (container,) = pod["spec"]["containers"]
+    ports = {p["name"]: p.get("protocol", "TCP") for p in container["ports"]}
+    dns, metrics = policy["ingress"]
+    # DNS from anywhere: the clients come through the load balancer with their own addresses.
+    assert "from" not in dns
+    assert {(p["port"], p["protocol"]) for p in dns["ports"]} == {
+        ("dns", ports["dns"]),
+        ("dns-tcp", ports["dns-tcp"]),
+    }
+    # Metrics from the monitoring namespace alone: no pod selector, no ipBlock beside it.
+    assert metrics["from"] == [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+    ]
+    assert metrics["ports"] == [{"port": "metrics", "protocol": ports["metrics"]}]
 
 
 def test_kustomization_lists_the_manifests() -> None:

@@ -39,6 +39,15 @@ def _status(pid: int) -> dict[str, str]:
     return {key: value.strip() for key, _, value in (line.partition(":") for line in lines)}
 
 
+def _assert_sealed(status: dict[str, str]) -> None:
+    """No capability in any set, and none to be had again: not even by a set-uid program."""
+    assert status["NoNewPrivs"] == "1"
+    assert status["CapBnd"] == "0000000000000000"
+    assert status["CapAmb"] == "0000000000000000"
+    for field in ("CapEff", "CapPrm", "CapInh"):
+        assert int(status[field], 16) == 0, field
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root, to bind a low port and drop it")
 def test_root_binds_a_low_port_then_runs_as_the_configured_user(
     start_dnsfilter: StartDnsFilter, scripted_upstream: ScriptedUpstream, tmp_path: Path
@@ -58,8 +67,7 @@ def test_root_binds_a_low_port_then_runs_as_the_configured_user(
     assert status["Uid"].split() == [uid] * 4  # real, effective, saved, file system
     assert status["Gid"].split() == [gid] * 4
     assert status["Groups"] == ""
-    assert int(status["CapEff"], 16) == 0
-    assert int(status["CapPrm"], 16) == 0
+    _assert_sealed(status)
     # Still serving on the port it could only bind as root: blocked, forwarded, metrics.
     assert server.udp("banned.example.test").answer[0][0].to_text() == "0.0.0.0"
     assert server.udp("www.example.test").answer[0][0].to_text() == "192.0.2.10"
@@ -82,3 +90,26 @@ def test_an_unknown_user_fails_before_binding(tmp_path: Path) -> None:
     assert result.returncode == 2, result.stderr
     assert "server.user: no user 'no-such-user' on this system" in result.stderr
     assert "listening on" not in result.stderr
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root, to drop it")
+def test_user_flag_seals_the_supervisor_and_every_worker(
+    start_dnsfilter: StartDnsFilter, scripted_upstream: ScriptedUpstream
+) -> None:
+    """--user on the command line, with server.workers 2: the supervisor drops and seals
+    itself before forking, so every worker is born unprivileged."""
+    nobody = pwd.getpwnam("nobody")
+    scripted_upstream.add("www.example.test", "A", "192.0.2.10")
+    config = base_config([scripted_upstream.address], server={"workers": 2})
+    server = start_dnsfilter(config, ["--user", "nobody"])
+    assert server.process is not None
+    supervisor = server.process.pid
+    workers = [int(pid) for pid in Path(f"/proc/{supervisor}/task/{supervisor}/children")
+               .read_text().split()]  # fmt: skip
+    assert len(workers) == 2
+    for pid in (supervisor, *workers):
+        status = _status(pid)
+        assert status["Uid"].split() == [str(nobody.pw_uid)] * 4, pid
+        _assert_sealed(status)
+    assert server.udp("www.example.test").answer[0][0].to_text() == "192.0.2.10"
+    assert server.tcp("banned.example.test").answer[0][0].to_text() == "0.0.0.0"

@@ -177,7 +177,10 @@ def test_packet_counters_are_exported_with_every_skip_reason() -> None:
     }
     assert value(m, "dnsfilter_monitor_packet_errors_total") == 1
     assert value(m, "dnsfilter_monitor_kernel_drops_total") == 9
-    assert value(m, "dnsfilter_audit_events_dropped_total") == 0
+    m.audit.bind(["sqlite"])  # as the monitor's audit log does
+    dropped = "dnsfilter_audit_events_dropped_total"
+    assert value(m, dropped, store="sqlite", reason="store_failed") == 0
+    assert value(m, "dnsfilter_audit_store_healthy", store="sqlite") == 0
     assert value(m, "dnsfilter_audit_write_failures_total") == 0
     assert value(m, "dnsfilter_build_info", version=__version__) == 1
     # Not the resolver's metrics: the monitor is a process of its own.
@@ -392,7 +395,7 @@ def test_audit_thread_drops_the_oldest_when_full_and_counts_them(tmp_path: Path)
         sink.record(
             Event(EventKind.FLOW_BANNED_PREFIX, "office", "apps", OFFICE, f"203.0.113.{n}:443")
         )
-    assert log.stats.dropped == 6
+    assert log.stats.dropped[("sqlite", "buffer_full")] == 6
     audit.close()
     assert [row[9] for row in _rows(db)] == [f"203.0.113.{n}:443" for n in range(6, 10)]
 

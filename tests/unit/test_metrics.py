@@ -52,7 +52,9 @@ def _worker(queries: int, client: str, cache_entries: int, up: bool) -> Metrics:
         FakeCache(hits=3, misses=2, evictions=1, prefetches=0, entries=cache_entries)
     )
     metrics.watch_server(FakeServer(inflight=4, limited=1))
-    metrics.audit.dropped = 5
+    metrics.audit.bind(["sqlite"])
+    metrics.audit.lost("buffer_full", 5)
+    metrics.audit.healthy["sqlite"] = up
     return metrics
 
 
@@ -87,7 +89,10 @@ def test_counters_and_summed_gauges_are_added_up() -> None:
     assert value("dnsfilter_cache_hits_total") == 6
     assert value("dnsfilter_inflight_queries") == 8
     assert value("dnsfilter_ratelimited_clients") == 2
-    assert value("dnsfilter_audit_events_dropped_total") == 10
+    dropped = {"store": "sqlite", "reason": "buffer_full"}
+    assert value("dnsfilter_audit_events_dropped_total", dropped) == 10
+    # The shared store is healthy only if it is for every worker.
+    assert value("dnsfilter_audit_store_healthy", {"store": "sqlite"}) == 0
     assert value("dnsfilter_blocked_clients", {"network": "lan", "list": "apps"}) == 2
     assert value("dnsfilter_workers") == 1
     assert value("dnsfilter_worker_up", {"worker": "1"}) == 0
