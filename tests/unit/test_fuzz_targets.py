@@ -13,7 +13,7 @@ import random
 
 import pytest
 
-from dnsfilter import wire
+from dnsfilter import cache, wire
 from dnsfilter.lists import plainformat
 from fuzz import targets
 from fuzz.seeds import SEEDS, mutate
@@ -69,7 +69,7 @@ def test_query_target_lets_an_undocumented_exception_escape(
 def test_response_target_catches_a_reply_that_loses_a_record(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    real = targets.make_passthrough
+    real = cache.make_passthrough
 
     def lossy(data: bytes, scan: wire.ResponseScan, now: float) -> object:
         return real(data, scan._replace(records=scan.records[:-1]), now)
