@@ -136,3 +136,27 @@ def test_records_after_a_mid_section_opt_keep_their_names(cacheable: bool) -> No
     # Served today: "ns1.example.test. A 192.0.2.1" and ". A 192.0.2.2" (the pointer now
     # lands on the root label that ends the first glue record's owner).
     assert [str(r.name) for r in ours.additional] == [str(r.name) for r in upstream.additional]
+
+
+_RPZ_HEAD = "$ORIGIN rpz.example.\n"
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        pytest.param("bad.example CNAME ( . )\n", id="parenthesized"),
+        pytest.param("bad.example CNAME (\n  . )\n", id="parentheses-over-two-lines"),
+        pytest.param("bad.example CNAME ( . )\r\n", id="crlf"),
+        pytest.param("bad.example\fCNAME .\n", id="form-feed-no-comment"),
+        pytest.param("bad.example\fCNAME . ; why\n", id="form-feed-and-comment"),
+        pytest.param("bad.example\xa0CNAME . ; why\n", id="nbsp-and-comment"),
+    ],
+)
+def test_rpz_record_reads_the_same_whatever_path_reads_it(record: str) -> None:
+    """Found by the rpz target's check that a comment on a line changes nothing: the full
+    word reader (lines with a quote, a parenthesis or a comment) kept the line's newline in
+    its last word after a parenthesis (CNAME "( . )" had two targets, '.' and a newline) and
+    split on spaces and tabs only, where the fast path's str.split() takes any whitespace."""
+    blocklist = parse_list(_RPZ_HEAD + record, "z.rpz", "z", "rpz")
+    assert [entry.domain for entry in blocklist.domains] == ["bad.example"]
+    assert blocklist.warnings == ()
