@@ -109,10 +109,14 @@ def _udp_receive_errors() -> int:
     return int(rows[1][rows[0].index("RcvbufErrors")])
 
 
-def run(packets: int, seed: int, check_every: int, rate: int, workdir: Path) -> dict[str, Any]:
+def run(
+    packets: int, seed: int, check_every: int, rate: int, cache_entries: int, workdir: Path
+) -> dict[str, Any]:
     rng = random.Random(seed)
     with NsdServer() as nsd:
-        config = base_config([nsd.address], upstream={"timeout": 1})
+        config = base_config(
+            [nsd.address], upstream={"timeout": 1}, cache={"max_entries": cache_entries}
+        )
         server = DnsFilter(workdir, config, {"apps": APPS_LIST, "other": OTHER_LIST})
         server.start()
         try:
@@ -239,13 +243,21 @@ def main(argv: list[str] | None = None) -> int:
         help="packets a second at most (the CI test's 16,000); above what the server keeps up"
         " with, the kernel drops the rest (kernel_udp_rcvbuf_errors in the summary)",
     )
+    parser.add_argument(
+        "--cache-entries",
+        type=int,
+        default=100_000,
+        help="cache.max_entries (the default's 100,000): the cache is what grows under the fuzz",
+    )
     parser.add_argument("--json", type=Path, help="also write the summary here")
     args = parser.parse_args(argv)
     if args.packets <= 0 or args.rate <= 0 or args.check_every <= 0 or args.check_every % BURST:
         parser.error(f"--packets and --rate must be > 0, --check-every a multiple of {BURST}")
     with tempfile.TemporaryDirectory(prefix="dnsfilter-fuzz-live-") as tmp:
         try:
-            summary = run(args.packets, args.seed, args.check_every, args.rate, Path(tmp))
+            summary = run(
+                args.packets, args.seed, args.check_every, args.rate, args.cache_entries, Path(tmp)
+            )
         except RuntimeError as exc:
             print(exc, file=sys.stderr)
             return 2

@@ -12,9 +12,10 @@ query     a client's datagram: parse_query, then what the resolver answers at on
           be a well-formed response to that question, and dnspython must read it back when
           it could read the query.
 response  an upstream's reply: scan_response and the upstream's reply check, then what the
-          resolver does with it (policy.inspect, make_entry, make_passthrough, serving the
-          entry fresh, aged and stale, truncation). What is served must scan, keep every
-          record, and say what the upstream said (dnspython compares the records).
+          resolver does with it (scrub, policy.inspect, make_entry, make_passthrough, serving
+          the entry fresh, aged and stale, truncation). What is served must scan, keep every
+          record, and say what the upstream said (dnspython compares the records); what
+          scrub keeps of the answer section must be exactly the question's CNAME chain.
 hosts, plain, adblock, rpz, yaml
           a list file, through parse_list with that format (text decoded as read_text does).
           Every entry must be a normalized name, every problem must name the file; for hosts
@@ -58,6 +59,7 @@ from dnsfilter.lists.textlist import LOCAL_NAMES, LineReport, read_lines
 from dnsfilter.names import normalize_domain
 from dnsfilter.policy import build_policy
 from dnsfilter.resolver import Reply, Resolver, ZoneRouter
+from dnsfilter.scrub import RefusedAnswer, scrub
 from dnsfilter.upstream import UpstreamAnswer, _check_answer
 from dnsfilter.wire import (
     HEADER_LEN,
@@ -235,6 +237,21 @@ def response(data: bytes) -> None:
         return  # a question dnsfilter never asks (compressed, too long): no reply matches it
     assert _check_answer(data, q.id, q.question) is not None
     original = _dnspython(data)
+    # What the resolver stores and serves: the answer as the upstream sent it (the cache
+    # code must keep every record), then as scrub leaves it, minimal or not.
+    _store_and_serve(q, data, scan, original)
+    for minimal in (True, False):
+        try:
+            wire, kept = scrub(data, scan, minimal)
+        except RefusedAnswer:
+            continue  # a CNAME loop or an undecodable name: SERVFAIL, nothing stored
+        scrubbed = _check_scrubbed(q, data, scan, original, wire, kept)
+        _store_and_serve(q, wire, kept, scrubbed)
+
+
+def _store_and_serve(
+    q: Query, data: bytes, scan: ResponseScan, original: dns.message.Message | None
+) -> None:
     POLICY.inspect(data, scan)
     entries: list[CacheEntry] = [make_passthrough(data, scan, NOW)]
     for ttls in TTL_POLICIES:
@@ -249,6 +266,48 @@ def response(data: bytes) -> None:
             _check_served(q, served, scan, data, original)
         stale = entry.stale_reply(q.id, q.flags, q.question, reply_opt, 30)
         _check_served(q, stale, scan, data, original)
+
+
+def _check_scrubbed(
+    q: Query,
+    data: bytes,
+    scan: ResponseScan,
+    original: dns.message.Message | None,
+    wire: bytes,
+    kept: ResponseScan,
+) -> dns.message.Message | None:
+    """scrub keeps a subset, its scan describes its bytes, and (checked with dnspython, for
+    answers without DNAME) the answer section is exactly the question's CNAME chain.
+
+    Returns dnspython's reading of what a client is served from the scrubbed answer (None
+    when dnspython cannot read the upstream's), for the checks of the cache that follow."""
+    if wire is data:
+        # Records left out at the end: the bytes stay, the scan stops short of them.
+        assert kept.records == scan.records[: len(kept.records)]
+        assert kept.question_end == scan.question_end
+    else:
+        assert kept == scan_response(wire), "scrub's scan does not describe its bytes"
+        assert wire[HEADER_LEN : kept.question_end].lower() == q.question.lower()
+        assert len(kept.records) < len(scan.records)
+    if original is None or not original.question or opt_before_records(kept):
+        return None
+    # What the client gets (no TTL aged yet): the bytes alone hold records scrub dropped.
+    served = make_passthrough(wire, kept, NOW).reply(q.id, q.flags, q.question, b"", NOW)
+    read = _dnspython(served)
+    assert read is not None, f"dnspython reads the upstream's reply but not scrub's: {served.hex()}"
+    if any(rrset.rdtype == 39 for rrset in original.answer):  # DNAME: synthesis, not checked
+        return read
+    question = original.question[0]
+    chain = [question.name]
+    if question.rdtype not in (5, 255):  # a CNAME or ANY question's answer is the CNAME
+        while len(chain) <= 12:
+            link = next((r for r in original.answer if r.rdtype == 5 and r.name == chain[-1]), None)
+            if link is None or link[0].target in chain:
+                break
+            chain.append(link[0].target)
+    expected = [rrset for rrset in original.answer if rrset.name in chain]
+    assert read.answer == expected, (read.answer, expected)
+    return read
 
 
 def _check_scan(data: bytes, scan: ResponseScan) -> None:
