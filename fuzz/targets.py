@@ -26,6 +26,7 @@ config    a config file, through parse_config (only ConfigError may escape).
 
 from __future__ import annotations
 
+import contextlib
 import io
 import ipaddress
 import re
@@ -72,6 +73,7 @@ from dnsfilter.wire import (
     opt_record,
     parse_query,
     scan_response,
+    skip_name,
     truncate_for,
 )
 
@@ -344,7 +346,12 @@ def _check_served(
     # field (a name overlapping it), and then aging the TTL renames the record. That is a
     # curiosity of pointers into non-name octets, not something an honest upstream sends.
     same_ttls = all(m.ttl == t.ttl for m, t in zip(got.records, scan.records, strict=True))
-    if original is not None and same_ttls and not opt_before_records(scan):
+    if (
+        original is not None
+        and same_ttls
+        and not opt_before_records(scan)
+        and not names_read_rewritten_octets(data, scan)
+    ):
         read = _dnspython(served)
         assert read is not None, (
             f"dnspython reads the upstream's reply but not ours: {served.hex()}"
@@ -364,6 +371,51 @@ def opt_before_records(scan: ResponseScan) -> bool:
     The record-for-record check skips such replies so the fuzzer can look for other bugs."""
     opt = scan.opt
     return opt is not None and any(ref.start > opt.start for ref in scan.records)
+
+
+#: Where a record's rdata holds a compressible name: type -> offsets into the rdata.
+_NAME_OFFSETS = {2: (0,), 5: (0,), 12: (0,), 39: (0,), 15: (2,), 33: (6,)}
+
+
+def names_read_rewritten_octets(data: bytes, scan: ResponseScan) -> bool:
+    """Known bug, left to the lead (wire.py; see tests/unit/test_fuzz_found.py): does a
+    name's compression pointer land in the header, which the cache replaces with the
+    client's (ID, flags, counts)? scan_response accepts pointers below offset 12, so the
+    name a client reads is not the one scrub and the policy read. Pointers into a TTL field
+    (renamed as the TTL ages) are caught by the same walk."""
+    rewritten = set(range(HEADER_LEN))
+    for ref in scan.records:
+        rewritten.update(range(ref.ttl_offset, ref.ttl_offset + 4))
+    starts = [ref.start for ref in scan.records]
+    for ref in scan.records:
+        for offset in _NAME_OFFSETS.get(ref.rtype, ()):
+            if ref.rdata_start + offset < ref.end:
+                starts.append(ref.rdata_start + offset)
+        if ref.rtype == 6:  # SOA: MNAME, then RNAME
+            starts.append(ref.rdata_start)
+            with contextlib.suppress(FormatError):
+                starts.append(skip_name(data, ref.rdata_start))
+    return any(rewritten & _name_octets(data, start) for start in starts)
+
+
+def _name_octets(data: bytes, pos: int) -> set[int]:
+    """Every offset the name at pos is read from, through its pointers."""
+    read: set[int] = set()
+    for _ in range(128):
+        if pos >= len(data) or pos in read:
+            return read
+        length = data[pos]
+        if length & 0xC0 == 0xC0:
+            if pos + 1 >= len(data):
+                return read
+            read.update((pos, pos + 1))
+            pos = (length & 0x3F) << 8 | data[pos + 1]
+            continue
+        read.update(range(pos, pos + 1 + length))
+        if length == 0 or length > 63:
+            return read
+        pos += 1 + length
+    return read
 
 
 def _check_reply_to_answer(q: Query, wire: bytes) -> ResponseScan:

@@ -12,7 +12,7 @@ import pytest
 
 from dnsfilter.cache import TtlPolicy, make_entry, make_passthrough
 from dnsfilter.config import parse_config
-from dnsfilter.errors import ConfigError, ListError
+from dnsfilter.errors import ConfigError, FormatError, ListError
 from dnsfilter.lists.formats import parse_list
 from dnsfilter.scrub import scrub
 from dnsfilter.wire import HEADER_LEN, scan_response
@@ -190,3 +190,33 @@ def test_records_after_a_mid_section_opt_survive_scrub_and_the_cache() -> None:
     served = entry.reply(0x1234, 0x0100, wire[HEADER_LEN : kept.question_end], b"", 0.0)
     ours = dns.message.from_wire(served)
     assert ours.additional == dns.message.from_wire(OPT_BEFORE_GLUE_WITH_NS).additional
+
+
+#: Found by the response target: the A record's owner is a pointer to offset 11, inside the
+#: header (ARCOUNT's low octet, 0x01 here: a one-octet label, then the question's first
+#: octets). The upstream's message reads that name as "\003."; the reply served from the
+#: cache has the client's header, ARCOUNT 0 without EDNS, and the client reads ".".
+HEADER_POINTER = bytes.fromhex(
+    "1234 8180 0001 0002 0000 0001"
+    "03 000000 00 0001 0001"  # a one-label name of three NULs, A IN
+    "c00c 0005 0001 0000012c 0006 03 63646e c010"  # CNAME cdn. (pointer to the root at 16)
+    "c00b 0001 0001 0000003c 0004 c0020001"  # owner: pointer to offset 11, the header
+    "00 0029 04d0 00 00 8000 0000"  # OPT
+)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="scan_response accepts compression pointers into the header (offset < 12), which "
+    "the cache replaces with the client's: the name served is not the one scrub and the "
+    "policy read (wire.py is the lead's to change)",
+)
+def test_a_name_pointing_into_the_header_is_refused_or_served_as_read() -> None:
+    try:
+        scan = scan_response(HEADER_POINTER)
+    except FormatError:
+        return  # refused: one way to fix it
+    entry = make_passthrough(HEADER_POINTER, scan, 0.0)
+    served = entry.reply(0x4321, 0x0100, HEADER_POINTER[HEADER_LEN : scan.question_end], b"", 0.0)
+    upstream = dns.message.from_wire(HEADER_POINTER)
+    assert dns.message.from_wire(served).answer == upstream.answer
