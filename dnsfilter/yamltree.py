@@ -54,10 +54,50 @@ class Sequence:
 Node = Scalar | Mapping | Sequence
 
 
+#: Collections inside collections, at most. Our files nest a few levels; PyYAML composes
+#: recursively (RecursionError past ~300 levels) and scans nested flow collections in time
+#: quadratic in their depth (8,000 '[' took 23 s), so a hostile list is stopped here.
+MAX_DEPTH = 64
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that refuses collections nested deeper than MAX_DEPTH as it composes."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        if self._depth >= MAX_DEPTH:
+            mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
+            raise yaml.composer.ComposerError(None, None, _TOO_DEEP, mark)
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def fetch_flow_collection_start(self, token_class: type[yaml.Token]) -> None:
+        # The scanner runs up to 1,024 characters ahead of the composer, nesting as it goes:
+        # a flow collection ('[' or '{') is stopped here, before the composer sees it.
+        if self.flow_level >= MAX_DEPTH:
+            raise yaml.scanner.ScannerError(None, None, _TOO_DEEP, self.get_mark())
+        super().fetch_flow_collection_start(token_class)
+
+
+_TOO_DEEP = f"collections nested more than {MAX_DEPTH} deep"
+
+
+#: Nodes that aliases may add to a document beyond the nodes written in it. Anchors save
+#: repeating a few lines; without a bound, ten lines of aliases to aliases ("billion
+#: laughs") expand to 10**9 nodes, and a list downloaded from a URL is such a text.
+MAX_ALIAS_NODES = 100_000
+
+
 def parse(text: str, filename: str) -> tuple[Node | None, list[str]]:
     """Parse text; return the tree (None for an empty document) and structural problems."""
     try:
-        root = _compose(text)
+        root = yaml.compose(text, Loader=_Loader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else 0
@@ -66,23 +106,47 @@ def parse(text: str, filename: str) -> tuple[Node | None, list[str]]:
         raise YamlSyntaxError(f"{filename}: {exc}") from None
     if root is None:
         return None, []
+    _check_aliases(root, filename)
     problems: list[str] = []
     constructor = yaml.constructor.SafeConstructor()
     return _convert(root, constructor, filename, problems), problems
 
 
-#: libyaml's parser when PyYAML was built with it: it composes the same nodes (marks, tags,
-#: styles) ten times faster, which the shipped lists' long rejected sections need at start-up.
-_FAST_LOADER = getattr(yaml, "CSafeLoader", None)
+def _check_aliases(root: yaml.Node, filename: str) -> None:
+    """Refuse a document whose aliases refer to an enclosing node (it never ends) or
+    expand it by more than MAX_ALIAS_NODES nodes. One walk, each node visited once."""
+    sizes: dict[int, int] = {}  #: id(node) -> nodes in its expansion (capped)
+    open_nodes: set[int] = set()
+    cap = 1 << 62  # keeps the sums small ints whatever the nesting
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        key = id(node)
+        children = _children(node)
+        if children_done:
+            open_nodes.discard(key)
+            sizes[key] = min(cap, 1 + sum(sizes[id(child)] for child in children))
+            continue
+        if key in sizes:
+            continue
+        if key in open_nodes:
+            line = node.start_mark.line + 1
+            raise YamlSyntaxError(f"{filename}:{line}: an alias refers to a node that holds it")
+        open_nodes.add(key)
+        stack.append((node, True))
+        stack.extend((child, False) for child in children if id(child) not in sizes)
+    if sizes[id(root)] - len(sizes) > MAX_ALIAS_NODES:
+        raise YamlSyntaxError(
+            f"{filename}: aliases expand the document by more than {MAX_ALIAS_NODES} nodes"
+        )
 
 
-def _compose(text: str) -> yaml.Node | None:
-    if _FAST_LOADER is not None:
-        try:
-            return yaml.compose(text, Loader=_FAST_LOADER)
-        except yaml.YAMLError:
-            pass  # the pure parser says what is wrong, in the words the messages promise
-    return yaml.compose(text, Loader=yaml.SafeLoader)
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    return []
 
 
 def _convert(

@@ -274,7 +274,9 @@ def _words(line: str) -> tuple[list[str], int]:
         if char == '"':
             quoted = True
             current.append(char)
-        elif char in "() \t":
+        elif char in "()" or char.isspace():
+            # Any whitespace, the line's own newline too: what str.split() takes in the
+            # fast path of _records, so a record reads the same with or without a comment.
             if current:
                 words.append("".join(current))
                 current = []
