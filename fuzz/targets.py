@@ -264,9 +264,9 @@ def _store_and_serve(
     reply_opt = opt_record(q.do) if q.edns else b""
     for entry in entries:
         for now in (NOW, NOW + 1.5, NOW + 86400 * 2):
-            served = entry.reply(q.id, q.flags, q.question, reply_opt, now)
+            served = entry.reply(q.id, q.flags, q.question, reply_opt, now, q.do)
             _check_served(q, served, scan, data, original)
-        stale = entry.stale_reply(q.id, q.flags, q.question, reply_opt, 30)
+        stale = entry.stale_reply(q.id, q.flags, q.question, reply_opt, 30, q.do)
         _check_served(q, stale, scan, data, original)
 
 
@@ -294,7 +294,7 @@ def _check_scrubbed(
     if original is None or not original.question or opt_before_records(kept):
         return None
     # What the client gets (no TTL aged yet): the bytes alone hold records scrub dropped.
-    served = make_passthrough(wire, kept, NOW).reply(q.id, q.flags, q.question, b"", NOW)
+    served = make_passthrough(wire, kept, NOW).reply(q.id, q.flags, q.question, b"", NOW, q.do)
     read = _dnspython(served)
     assert read is not None, f"dnspython reads the upstream's reply but not scrub's: {served.hex()}"
     if any(rrset.rdtype == 39 for rrset in original.answer):  # DNAME: synthesis, not checked

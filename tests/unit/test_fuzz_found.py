@@ -131,7 +131,7 @@ def test_records_after_a_mid_section_opt_keep_their_names(cacheable: bool) -> No
     else:
         entry = make_passthrough(OPT_BEFORE_GLUE, scan, 0.0)
     question = OPT_BEFORE_GLUE[HEADER_LEN : scan.question_end]
-    served = entry.reply(0x1234, 0x0100, question, b"", 0.0)
+    served = entry.reply(0x1234, 0x0100, question, b"", 0.0, False)
     upstream = dns.message.from_wire(OPT_BEFORE_GLUE)
     ours = dns.message.from_wire(served)
     # Served today: "ns1.example.test. A 192.0.2.1" and ". A 192.0.2.2" (the pointer now
@@ -187,7 +187,7 @@ def test_records_after_a_mid_section_opt_survive_scrub_and_the_cache() -> None:
     assert len(kept.records) == 4
     entry = make_entry(wire, kept, 0.0, TtlPolicy())
     assert entry is not None
-    served = entry.reply(0x1234, 0x0100, wire[HEADER_LEN : kept.question_end], b"", 0.0)
+    served = entry.reply(0x1234, 0x0100, wire[HEADER_LEN : kept.question_end], b"", 0.0, False)
     ours = dns.message.from_wire(served)
     assert ours.additional == dns.message.from_wire(OPT_BEFORE_GLUE_WITH_NS).additional
 
@@ -217,6 +217,8 @@ def test_a_name_pointing_into_the_header_is_refused_or_served_as_read() -> None:
     except FormatError:
         return  # refused: one way to fix it
     entry = make_passthrough(HEADER_POINTER, scan, 0.0)
-    served = entry.reply(0x4321, 0x0100, HEADER_POINTER[HEADER_LEN : scan.question_end], b"", 0.0)
+    served = entry.reply(
+        0x4321, 0x0100, HEADER_POINTER[HEADER_LEN : scan.question_end], b"", 0.0, False
+    )
     upstream = dns.message.from_wire(HEADER_POINTER)
     assert dns.message.from_wire(served).answer == upstream.answer
