@@ -498,9 +498,11 @@ def _check_fast_path(format: str, text: str, blocklist: BlockList | None) -> Non
     report = LineReport(_LIST_FILE)
     entries, duplicates = read_lines(text, report, _NEVER, simple_names, read_line)
     if blocklist is None:
+        # Only a file whose every line was unreadable fails (textlist.finish).
         assert report.error_count, "the fast path reported an error that line reading does not"
+        assert not entries, entries
         return
-    assert not report.error_count, report._errors
+    assert report.error_count == blocklist.skipped, report._errors
     assert list(blocklist.domains) == list(entries)
     assert blocklist.duplicates == duplicates
     assert blocklist.warnings == report.warnings()
