@@ -90,6 +90,9 @@ _MINIMAL = ReplyKind.MINIMAL
 _RD = 0x0100
 _NOT_RECURSIVE = ede_option(EdeCode.PROHIBITED, "recursion not desired (RD=0) is refused")
 _NOT_CACHED = ede_option(EdeCode.PROHIBITED, "RD=0 is answered from the cache only; not cached")
+_IXFR = int(QType.IXFR)
+_AXFR = int(QType.AXFR)
+_NO_TRANSFER = ede_option(EdeCode.NOT_SUPPORTED, "a resolver does not transfer zones")
 
 
 #: What _store makes of an upstream answer: (answer, inspection, entry, time).
@@ -192,6 +195,11 @@ class Resolver:
         #     others resolve (cache snooping): REFUSED, or from the cache alone if allowed.
         if not q.flags & _RD:
             return self._non_recursive(q, allow)
+        # 1c. A zone transfer is an authority's to give, and never over UDP (RFC 5936 4.2):
+        #     REFUSED here, as unbound does, rather than an upstream's NOTIMP passed on.
+        if _IXFR <= q.qtype <= _AXFR:
+            wire = build_reply(q, Rcode.REFUSED, ede=_NO_TRANSFER if q.edns else b"")
+            return Reply(wire, ReplyKind.REFUSED, allow)
         # 2. Cache, first when every network enforces the same lists: an entry was allowed
         #    when it was fetched and a reload empties the cache, so a hit needs no list walk.
         probed = cache is not None and policy.uniform

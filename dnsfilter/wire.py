@@ -75,6 +75,8 @@ class QType(enum.IntEnum):
     AAAA = 28  #: IPv6 address
     SRV = 33  #: service locator
     OPT = 41  #: EDNS(0) pseudo-record
+    IXFR = 251  #: incremental zone transfer (RFC 1995)
+    AXFR = 252  #: whole zone transfer (RFC 5936)
     SVCB = 64  #: service binding
     HTTPS = 65  #: HTTPS service binding
     ANY = 255  #: all records
@@ -87,6 +89,7 @@ class EdeCode(enum.IntEnum):
     STALE_ANSWER = 3  #: an expired cache entry, served because no upstream answered
     BLOCKED = 15  #: the name is on a blocklist
     PROHIBITED = 18  #: the client may not use this resolver
+    NOT_SUPPORTED = 21  #: a request a resolver does not serve (a zone transfer)
     NO_REACHABLE_AUTHORITY = 22  #: every upstream was asked and none answered in time
     NETWORK_ERROR = 23  #: no upstream could be reached
 
@@ -382,15 +385,51 @@ def build_reply(
     )
 
 
-def error_reply(data: bytes, rcode: Rcode) -> bytes:
-    """A header-only reply for a query whose question cannot be trusted (FORMERR, NOTIMP).
+#: At most this many questions are echoed in an error reply (a QDCOUNT of 2 is the case
+#: seen in practice; the cap keeps a reply no larger than a plausible query's).
+_MAX_ECHOED_QUESTIONS = 4
 
-    RA says recursion is available for QUERY; for another opcode it means nothing, and
-    stays clear."""
-    msg_id, flags = _TYPE_CLASS.unpack_from(data)
-    ra = 0 if flags & _OPCODE_MASK else _RA
-    flags = _QR | ra | (flags & (_OPCODE_MASK | _RD)) | rcode
-    return _HEADER.pack(msg_id, flags, 0, 0, 0, 0)
+
+def error_reply(data: bytes, rcode: Rcode) -> bytes:
+    """FORMERR or NOTIMP for a query we will not answer, as unbound and BIND give it: the
+    questions echoed when they can be read (so the stub can match the reply), the OPT of a
+    query that had one, and RA clear, for nothing was resolved.
+
+    Only names without compression are echoed: a pointer would point into the query, not
+    into the reply. Anything that cannot be read leaves a header-only reply."""
+    msg_id, flags, qdcount, ancount, nscount, arcount = _HEADER.unpack_from(data)
+    flags = _QR | (flags & (_OPCODE_MASK | _ECHOED_FLAGS)) | rcode
+    end = HEADER_LEN
+    echoed = 0
+    if 0 < qdcount <= _MAX_ECHOED_QUESTIONS:
+        end = _plain_questions_end(data, qdcount)
+        echoed = qdcount if end > HEADER_LEN else 0
+    tail = b""
+    if echoed:
+        try:
+            opt = _find_opt(data, end, ancount, nscount, arcount)
+        except WireError:
+            opt = None
+        if opt is not None:
+            tail = opt_record(bool(opt[2] & _DO))
+    return _HEADER.pack(msg_id, flags, echoed, 0, 0, 1 if tail else 0) + data[HEADER_LEN:end] + tail
+
+
+def _plain_questions_end(data: bytes, count: int) -> int:
+    """The end of count uncompressed questions after the header, or HEADER_LEN if they do
+    not read as such."""
+    pos = HEADER_LEN
+    size = len(data)
+    for _ in range(count):
+        start = pos
+        while pos < size and 0 < data[pos] <= 63:
+            pos += 1 + data[pos]
+        if pos >= size or data[pos] != 0 or pos - start >= 255:
+            return HEADER_LEN
+        pos += 5
+        if pos > size:
+            return HEADER_LEN
+    return pos
 
 
 def badvers_reply(data: bytes, question_end: int = HEADER_LEN) -> bytes:

@@ -179,10 +179,10 @@ def _query(data: bytes, transport: Transport) -> None:
         _check_header_only(data, badvers_reply(data), arcount=1)
         return
     except NotImplementedOpcode:
-        _check_header_only(data, error_reply(data, Rcode.NOTIMP))
+        _check_error_reply(data, error_reply(data, Rcode.NOTIMP))
         return
     except FormatError:
-        _check_header_only(data, error_reply(data, Rcode.FORMERR))
+        _check_error_reply(data, error_reply(data, Rcode.FORMERR))
         return
     # Anything else parse_query raises escapes: it documents only the four above.
     assert q.wire is data
@@ -202,6 +202,21 @@ def _check_header_only(data: bytes, reply: bytes, arcount: int = 0) -> None:
     assert reply[:2] == data[:2]
     assert flags & _QR
     assert (qd, an, ns, ar) == (0, 0, 0, arcount)
+
+
+def _check_error_reply(data: bytes, reply: bytes) -> None:
+    """FORMERR / NOTIMP: the query's ID, no records, at most its questions (as sent) and
+    our OPT, so never larger than the query plus one OPT; and readable by dnspython."""
+    _, flags, qd, an, ns, ar = _HEADER.unpack_from(reply)
+    assert reply[:2] == data[:2]
+    assert flags & _QR
+    assert (an, ns) == (0, 0) and ar in (0, 1) and qd <= 4, (qd, an, ns, ar)
+    opt_len = 11 * ar
+    echoed = reply[HEADER_LEN : len(reply) - opt_len]
+    assert data[HEADER_LEN : HEADER_LEN + len(echoed)] == echoed
+    assert bool(echoed) == bool(qd)
+    assert len(reply) <= len(data) + 11
+    assert _dnspython(reply) is not None, reply.hex()
 
 
 def _check_reply_to(q: Query, wire: bytes, readable: bool) -> ResponseScan:

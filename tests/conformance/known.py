@@ -169,18 +169,18 @@ KNOWN: tuple[Known, ...] = (
         "dnsfilter never discloses its version or host name; CHAOS queries are the "
         "upstream's to answer",
     ),
-    # -- open: issue 13 ---------------------------------------------------------------------
     Known(
         "negative-answer-ttl-clamp",
-        Status.OPEN,
+        Status.DELIBERATE,
         "13",
         asks("dangling.conf.test.", "nope.olddept.conf.test."),
         _fields("ttl.answer"),
         "the CNAME / DNAME of an NXDOMAIN answer keeps its TTL (3600)",
         "every record clamped to the negative TTL (900, the SOA MINIMUM)",
-        "acceptable (RFC 2308 5 caches the whole negative answer for the SOA's TTL), but to be "
-        "documented in the README",
+        "RFC 2308 5 caches the whole negative answer for the negative TTL; no record outlives "
+        "the proof it came with (README: Cache)",
     ),
+    # -- open: issue 13 ---------------------------------------------------------------------
     Known(
         "cname-not-chased",
         Status.OPEN,
@@ -205,40 +205,7 @@ KNOWN: tuple[Known, ...] = (
         "SERVFAIL, ns.sub does not answer); neither answer is a resolver's",
         lambda d: d.dnsfilter == "{}",
     ),
-    Known(
-        "formerr-reply",
-        Status.OPEN,
-        "13",
-        tagged("qdcount"),
-        _fields("flag.ra qdcount question"),
-        "FORMERR with RA=0; QDCOUNT 2 echoes both questions",
-        "FORMERR with RA=1 and no question",
-        "RFC 1035 4.1.1: RA has meaning for a query; cosmetic, as for NOTIMP (issue 17)",
-    ),
-    Known(
-        "axfr-forwarded",
-        Status.OPEN,
-        "13",
-        tagged("axfr"),
-        _fields("rcode flag.ra"),
-        "REFUSED, RA=0, from unbound itself",
-        "forwarded to nsd over UDP (AXFR is TCP-only, RFC 5936 4.2) and nsd's NOTIMP passed "
-        "on, RA=1",
-        "a resolver does not transfer zones: refuse AXFR / IXFR without asking an upstream "
-        "(NOTIMP says the opcode is unknown, which it is not)",
-    ),
     # -- open: issue 17 ---------------------------------------------------------------------
-    Known(
-        "notimp-reply",
-        Status.OPEN,
-        "17",
-        tagged("opcode"),
-        _fields("qdcount question edns"),
-        "NOTIMP, RA=0, question echoed, OPT if the query had one",
-        "NOTIMP, RA=0, header only (no question, no OPT)",
-        "RA has meaning for QUERY only; echo the question as every other error reply does "
-        "(cosmetic)",
-    ),
     Known(
         "rd0-ede",
         Status.DELIBERATE,
@@ -248,6 +215,18 @@ KNOWN: tuple[Known, ...] = (
         "REFUSED (access-control allow, not allow_snoop), no EDE",
         "REFUSED with EDE 18 Prohibited",
         "RD=0 is cache snooping; REFUSED as unbound, and the EDE says why (RFC 8914)",
+    ),
+    Known(
+        "axfr-refused-ra",
+        Status.DELIBERATE,
+        "13",
+        tagged("axfr"),
+        _fields("flag.ra"),
+        "REFUSED with RA=0",
+        "REFUSED with RA=1 (and EDE 21 Not Supported when the query has EDNS)",
+        "recursion is available to this client, only the transfer is refused; unbound sets "
+        "RA on its RD=0 REFUSED (rd0 above) too",
+        lambda d: (d.unbound, d.dnsfilter) == ("0", "1"),
     ),
     Known(
         "tsig-notauth",

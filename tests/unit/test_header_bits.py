@@ -247,3 +247,25 @@ async def test_rd0_refused(blocked: bool) -> None:
     assert reply.kind is ReplyKind.REFUSED
     assert f"{flags_word(reply):#06x}" == "0x8085"
     assert upstream.calls == 0
+
+
+@pytest.mark.parametrize("qtype", [251, 252], ids=["ixfr", "axfr"])
+@pytest.mark.parametrize("opt", [b"", OPT_NO_DO], ids=["plain", "edns"])
+@pytest.mark.asyncio
+async def test_zone_transfer_refused_without_an_upstream_query(qtype: int, opt: bytes) -> None:
+    """AXFR and IXFR are REFUSED by the resolver itself, RA set, RD echoed, EDE 21 Not
+    Supported for a client with EDNS; the upstream is never asked (issue 13)."""
+    upstream = LiteralUpstream(UPSTREAM_ANSWER)
+    resolver = resolver_for(upstream, Clock())
+    q = make_query(0x0100, opt)
+    q = parse_query(
+        q.wire[: q.question_end - 4] + qtype.to_bytes(2, "big") + q.wire[q.question_end - 2 :],
+        ("127.0.0.1", 5353),
+        Transport.UDP,
+    )
+    reply = await ask(resolver, q)
+    assert reply.kind is ReplyKind.REFUSED
+    assert f"{flags_word(reply):#06x}" == "0x8185"
+    assert upstream.calls == 0
+    ede = b"\x00\x0f" + (2 + 34).to_bytes(2, "big") + b"\x00\x15"
+    assert (ede + b"a resolver does not transfer zones" in reply.wire) == bool(opt)

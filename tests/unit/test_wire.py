@@ -638,24 +638,75 @@ def test_answer_record_bytes() -> None:
     )
 
 
+_Q = question().hex()
+_OPT_OURS = "00 0029 04d0 00 00 0000 0000"
+
+
 @pytest.mark.parametrize(
     ("data", "rcode", "expected"),
     [
-        pytest.param(QUERY_A, Rcode.FORMERR, "1234 8181 0000 0000 0000 0000", id="formerr-rd"),
         pytest.param(
-            header(0xABCD, 0, 2), Rcode.FORMERR, "abcd 8081 0000 0000 0000 0000", id="formerr-no-rd"
+            QUERY_A,
+            Rcode.FORMERR,
+            "1234 8101 0001 0000 0000 0000" + QUERY_A[12:].hex(),
+            id="formerr-rd-question-echoed-ra-clear",
+        ),
+        pytest.param(
+            header(0xABCD, 0, 2), Rcode.FORMERR, "abcd 8001 0000 0000 0000 0000", id="formerr-no-rd"
         ),
         pytest.param(
             header(0x0102, RD | CD | AD | TC | AA, 1),
             Rcode.FORMERR,
-            "0102 8181 0000 0000 0000 0000",
-            id="formerr-cd-ad-tc-aa-not-copied",
+            "0102 8111 0000 0000 0000 0000",
+            id="formerr-rd-cd-echoed-ad-tc-aa-not",
+        ),
+        pytest.param(
+            header(0x0002, RD, 2) + question() + question(qtype=28),
+            Rcode.FORMERR,
+            "0002 8101 0002 0000 0000 0000" + _Q + question(qtype=28).hex(),
+            id="formerr-qdcount-2-both-echoed",
+        ),
+        pytest.param(
+            header(0x0003, RD, 2) + question() + b"\xc0\x0c\x00\x01\x00\x01",
+            Rcode.FORMERR,
+            "0003 8101 0000 0000 0000 0000",
+            id="formerr-compressed-second-question-header-only",
+        ),
+        pytest.param(
+            header(0x0004, RD, 5) + question() * 5,
+            Rcode.FORMERR,
+            "0004 8101 0000 0000 0000 0000",
+            id="formerr-qdcount-5-past-the-cap-header-only",
+        ),
+        pytest.param(
+            header(0x0005, RD, 1) + b"\x03www\x07example",
+            Rcode.FORMERR,
+            "0005 8101 0000 0000 0000 0000",
+            id="formerr-question-runs-past-the-end",
         ),
         pytest.param(
             header(0x5555, 0x2000 | RD) + question(),
             Rcode.NOTIMP,
-            "5555 a104 0000 0000 0000 0000",
-            id="notimp-notify-opcode-copied-no-ra",
+            "5555 a104 0001 0000 0000 0000" + _Q,
+            id="notimp-notify-opcode-copied-no-ra-question-echoed",
+        ),
+        pytest.param(
+            header(0x5556, 0x1800 | RD, 1, 0, 0, 1) + question() + opt_rr(flags=DO),
+            Rcode.NOTIMP,
+            "5556 9904 0001 0000 0000 0001" + _Q + "00 0029 04d0 00 00 8000 0000",
+            id="notimp-opt-echoed-with-do",
+        ),
+        pytest.param(
+            header(0x5557, 0x1800, 1, 0, 0, 2) + question() + opt_rr() + opt_rr(),
+            Rcode.NOTIMP,
+            "5557 9804 0001 0000 0000 0000" + _Q,
+            id="notimp-two-opts-none-echoed",
+        ),
+        pytest.param(
+            header(0x5558, 0x1800, 1, 0, 0, 1) + question() + opt_rr(payload=512, version=3),
+            Rcode.NOTIMP,
+            "5558 9804 0001 0000 0000 0001" + _Q + _OPT_OURS,
+            id="notimp-ours-is-version-0",
         ),
         pytest.param(
             header(0x0001, 0x2800, 1, 1, 1, 1),
@@ -665,14 +716,14 @@ def test_answer_record_bytes() -> None:
         ),
     ],
 )
-def test_error_reply_header_only(data: bytes, rcode: Rcode, expected: str) -> None:
+def test_error_reply(data: bytes, rcode: Rcode, expected: str) -> None:
     wire = error_reply(data, rcode)
     assert wire == bytes.fromhex(expected)
-    parsed: Any = DNSRecord.parse(wire)
-    assert parsed.header.id == struct.unpack_from("!H", data)[0]
-    assert parsed.header.rcode == rcode
-    assert parsed.header.opcode == (struct.unpack_from("!H", data, 2)[0] >> 11) & 0xF
-    assert parsed.header.qr == 1
+    parsed = dns.message.from_wire(wire, question_only=True)
+    assert parsed.id == struct.unpack_from("!H", data)[0]
+    assert parsed.rcode() == int(rcode)
+    assert parsed.opcode() == (struct.unpack_from("!H", data, 2)[0] >> 11) & 0xF
+    assert parsed.flags & dns.flags.QR
 
 
 def test_badvers_reply() -> None:
