@@ -26,13 +26,14 @@ from dnsfilter.cache import (
     make_entry,
     make_passthrough,
 )
+from dnsfilter.chase import MAX_CHASES, joined, target_query, unfinished_target
 from dnsfilter.config import Config, HostPort, UpstreamServer, read_resolv_conf
-from dnsfilter.errors import ConfigError, UpstreamError, UpstreamTimeout
+from dnsfilter.errors import ConfigError, UpstreamError, UpstreamTimeout, WireError
 from dnsfilter.lists.model import BlockList
 from dnsfilter.metrics import UpstreamStats
 from dnsfilter.names import plain_tail
 from dnsfilter.policy import REFUSE, Action, Inspection, Policy, Verdict, build_policy
-from dnsfilter.scrub import RefusedAnswer, is_minimal_any, minimal_any, scrub
+from dnsfilter.scrub import Labels, RefusedAnswer, is_minimal_any, minimal_any, scrub
 from dnsfilter.upstream import FirstTry, Upstream, UpstreamAnswer, UpstreamGroup
 from dnsfilter.wire import (
     CLASS_IN,
@@ -44,6 +45,7 @@ from dnsfilter.wire import (
     build_reply,
     ede_option,
     opt_record,
+    parse_query,
     truncate_for,
 )
 
@@ -351,20 +353,84 @@ class Resolver:
             if answer is None:
                 on_fallback(first)  # resolve(q, ...) leads the flight from here
                 return
-            try:
-                flight.stored = stored = self._store(q, policy, answer)
-                flight.policy = policy
-                reply = self._forwarded(q, verdict, policy, *stored)
-            except UpstreamError as exc:
-                flight.error = exc
-                reply = self._failed(q, verdict, exc, self._expired_entry(q, self.clock()))
-            except Exception:
-                reply = bug_reply(q, verdict)
-            self._land(key, flight)
-            on_reply(reply)
+            if unfinished_target(answer.wire, answer.scan) is not None:
+                # The chain needs more upstream queries: a task's work from here.
+                chase = self._chase_started(q, verdict, policy, answer, key, flight, on_reply)
+                self._in_background(asyncio.get_running_loop().create_task(chase))
+                return
+            on_reply(self._settle_started(q, verdict, policy, answer, key, flight))
 
         if not upstream.start(q, done):
             on_fallback(None)
+
+    def _settle_started(
+        self,
+        q: Query,
+        verdict: Verdict,
+        policy: Policy,
+        answer: UpstreamAnswer,
+        key: Key,
+        flight: _Flight,
+    ) -> Reply:
+        """The reply to a query start() began, from its (finished) upstream answer."""
+        try:
+            flight.stored = stored = self._store(q, policy, answer)
+            flight.policy = policy
+            reply = self._forwarded(q, verdict, policy, *stored)
+        except UpstreamError as exc:
+            flight.error = exc
+            reply = self._failed(q, verdict, exc, self._expired_entry(q, self.clock()))
+        except Exception:
+            reply = bug_reply(q, verdict)
+        self._land(key, flight)
+        return reply
+
+    async def _chase_started(
+        self,
+        q: Query,
+        verdict: Verdict,
+        policy: Policy,
+        answer: UpstreamAnswer,
+        key: Key,
+        flight: _Flight,
+        on_reply: Callable[[Reply], None],
+    ) -> None:
+        try:
+            answer = await self._chased(q, answer)
+        except UpstreamError as exc:
+            flight.error = exc
+            reply = self._failed(q, verdict, exc, self._expired_entry(q, self.clock()))
+            self._land(key, flight)
+            on_reply(reply)
+            return
+        except Exception:
+            self._land(key, flight)
+            on_reply(bug_reply(q, verdict))
+            return
+        on_reply(self._settle_started(q, verdict, policy, answer, key, flight))
+
+    async def _chased(self, q: Query, answer: UpstreamAnswer) -> UpstreamAnswer:
+        """answer with its CNAME/DNAME chain finished: while it ends at a name with nothing
+        of the question's type and no negative proof (an authoritative upstream stops at
+        its zone's edge), ask for that name where the router sends it and join the answers,
+        as a recursive resolver does (RFC 1034 5.3.3). At most MAX_CHASES names, each once.
+
+        Raises UpstreamError when a target's upstream fails: half a chain is no answer."""
+        asked: set[Labels] = set()
+        for _ in range(MAX_CHASES):
+            target = unfinished_target(answer.wire, answer.scan)
+            if target is None or target in asked:
+                break
+            asked.add(target)
+            wire = target_query(q.wire, q.question_end, target, q.do)
+            try:
+                then_q = parse_query(wire, q.client, q.transport)
+            except WireError:  # not a name a query can carry: the answer stands
+                break
+            then = await self.router.upstream_for(then_q.qname).forward(then_q)
+            wire, scan = joined(answer.wire, then.wire)
+            answer = _new_tuple(UpstreamAnswer, (wire, scan, answer.server))
+        return answer
 
     def _expired_entry(self, q: Query, now: float) -> CacheEntry | None:
         """An expired entry for q that may still be served (RFC 8767); None when serve-stale
@@ -535,6 +601,8 @@ class Resolver:
             answer = await upstream.forward(q)
         else:  # only an UpstreamGroup makes first tries
             answer = await cast(UpstreamGroup, upstream).forward(q, first)
+        if unfinished_target(answer.wire, answer.scan) is not None:
+            answer = await self._chased(q, answer)
         return self._store(q, policy, answer)
 
     def _store(self, q: Query, policy: Policy, answer: UpstreamAnswer) -> Stored:

@@ -121,7 +121,7 @@ def _kept(
     """The numbers of the records that stay."""
     owners = [read_labels(wire, ref.start) for ref in records]
     answers = [i for i, ref in enumerate(records) if ref.section == 1]
-    chain, dname_owners = _follow_chain(wire, records, owners, answers, qtype)
+    chain, dname_owners = follow_chain(wire, records, owners, answers, qtype)
     names = set(chain)
     keep: set[int] = set()
     for i in answers:
@@ -161,7 +161,7 @@ def _kept(
     return keep
 
 
-def _follow_chain(
+def follow_chain(
     wire: bytes,
     records: tuple[RecordRef, ...],
     owners: list[Labels],
