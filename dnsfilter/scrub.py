@@ -47,6 +47,9 @@ _PROOF_TYPES = frozenset((_SOA, _NSEC, _NSEC3, _RRSIG))
 _IN_ZONE_TYPES = frozenset((_NSEC, _NSEC3, _RRSIG))
 _NXDOMAIN = 3
 _QNAME_POINTER = b"\xc0\x0c"
+_AA = 0x0400
+#: Address records a referral's NS names need (glue).
+_GLUE_TYPES = frozenset((1, 28))
 
 Labels = tuple[bytes, ...]
 
@@ -82,7 +85,7 @@ def scrub(wire: bytes, scan: ResponseScan, minimal: bool) -> tuple[bytes, Respon
     else:
         return wire, scan
     try:
-        keep = _kept(wire, records, qtype, scan.rcode, minimal)
+        keep = _kept(wire, records, qtype, scan.rcode, minimal, bool(scan.flags & _AA))
     except FormatError as exc:
         raise RefusedAnswer(f"undecodable name in the answer: {exc}") from None
     if len(keep) == len(records):
@@ -116,7 +119,12 @@ def _repacked(wire: bytes, keep: set[int]) -> tuple[bytes, ResponseScan]:
 
 
 def _kept(
-    wire: bytes, records: tuple[RecordRef, ...], qtype: int, rcode: int, minimal: bool
+    wire: bytes,
+    records: tuple[RecordRef, ...],
+    qtype: int,
+    rcode: int,
+    minimal: bool,
+    authoritative: bool,
 ) -> set[int]:
     """The numbers of the records that stay."""
     owners = [read_labels(wire, ref.start) for ref in records]
@@ -143,6 +151,12 @@ def _kept(
             zone = owner
     answered = any(records[i].rtype == qtype or qtype == _ANY for i in keep if owners[i] == last)
     negative = rcode == _NXDOMAIN or not answered
+    # A referral (an authoritative upstream pointing below its zone): passed on as it came,
+    # NS and glue, as unbound does; minimal, it would be an empty NODATA without an SOA.
+    referral = False
+    if not answered and not rcode and not authoritative and zone is not None:
+        kinds = {ref.rtype for ref in records if ref.section == 2}
+        referral = _NS in kinds and _SOA not in kinds
     for i, ref in enumerate(records):
         section, rtype, owner = ref.section, ref.rtype, owners[i]
         if section == 1 or zone is None:
@@ -154,9 +168,11 @@ def _kept(
                 in_bailiwick = owner == zone or (rtype == _DS and _at_or_below(last, owner))
             else:
                 in_bailiwick = False
-            if in_bailiwick and (not minimal or (negative and rtype in _PROOF_TYPES)):
+            if in_bailiwick and (
+                not minimal or (negative and rtype in _PROOF_TYPES) or (referral and rtype == _NS)
+            ):
                 keep.add(i)
-        elif not minimal and _at_or_below(owner, zone):
+        elif (not minimal or (referral and rtype in _GLUE_TYPES)) and _at_or_below(owner, zone):
             keep.add(i)
     return keep
 

@@ -180,21 +180,18 @@ KNOWN: tuple[Known, ...] = (
         "RFC 2308 5 caches the whole negative answer for the negative TTL; no record outlives "
         "the proof it came with (README: Cache)",
     ),
-    # -- open: issue 13 ---------------------------------------------------------------------
     Known(
-        "referral-scrubbed",
-        Status.OPEN,
+        "referral-not-cached",
+        Status.DELIBERATE,
         "13",
         asks("sub.conf.test.", "www.sub.conf.test."),
-        _fields("authority additional"),
-        "nsd's referral passed on: NOERROR, NS sub.conf.test in authority, its glue",
-        "NOERROR with every section empty (the scrub keeps no NS, minimal_responses no glue): "
-        "a NODATA without an SOA, which no cache below may keep (RFC 2308 5)",
-        "a resolver that reaches an authoritative server should follow the referral (here: "
-        "SERVFAIL, ns.sub does not answer); neither answer is a resolver's",
-        lambda d: d.dnsfilter == "{}",
+        _fields("ttl.countdown"),
+        "nsd's referral (NS sub.conf.test and its glue) cached: TTLs count down on round 2",
+        "the same referral, passed on again from nsd: TTLs at 3600 both rounds",
+        "an answer without records and without an SOA is never cached (RFC 2308 5: no "
+        "negative caching without the SOA); the referral is asked for again each time",
     ),
-    # -- open: issue 17 ---------------------------------------------------------------------
+    # -- deliberate: issue 17 ---------------------------------------------------------------
     Known(
         "rd0-ede",
         Status.DELIBERATE,

@@ -257,3 +257,45 @@ def test_any_for_a_name_with_records_is_one_hinfo_with_their_smallest_ttl() -> N
 def test_any_for_a_name_without_records_is_what_the_upstream_said(wire: bytes) -> None:
     scan = scan_response(wire)
     assert minimal_any(wire, scan) == (wire, scan)
+
+
+def _kept_refs(wire: bytes, minimal: bool = True) -> list[tuple[int, int]]:
+    """(section, type) of the records scrub keeps, from its scan (a referral is not
+    cacheable, so make_entry cannot show them)."""
+    _, scan = scrub(wire, scan_response(wire), minimal)
+    return [(ref.section, ref.rtype) for ref in scan.records]
+
+
+REFERRAL = response(
+    "www.sub.conf.test",
+    "A",
+    authority=[("sub.conf.test.", "NS", "ns.sub.conf.test.")],
+    additional=[("ns.sub.conf.test.", "A", "192.0.2.53"), ("elsewhere.test.", "A", "192.0.2.9")],
+)
+
+
+@pytest.mark.parametrize("minimal", [True, False], ids=["minimal", "full"])
+def test_a_referral_is_passed_on_with_its_ns_and_glue(minimal: bool) -> None:
+    """As unbound passes it on (tests/conformance: sub.conf.test); minimal responses would
+    leave an empty NODATA without an SOA. Glue outside the delegated zone is not kept."""
+    assert _kept_refs(REFERRAL, minimal) == [(2, 2), (3, 1)]
+
+
+def test_an_authoritative_nodata_with_ns_is_not_a_referral() -> None:
+    """AA set: the server answers for the name itself; minimal keeps no NS there."""
+    wire = bytearray(REFERRAL)
+    wire[2] |= 0x04  # AA
+    assert _kept_refs(bytes(wire), minimal=True) == []
+
+
+def test_a_nodata_with_an_soa_is_not_a_referral() -> None:
+    wire = response(
+        "www.sub.conf.test",
+        "A",
+        authority=[
+            ("sub.conf.test.", "NS", "ns.sub.conf.test."),
+            ("sub.conf.test.", "SOA", "ns.sub.conf.test. h.sub.conf.test. 1 2 3 4 5"),
+        ],
+        additional=[("ns.sub.conf.test.", "A", "192.0.2.53")],
+    )
+    assert _kept_refs(wire, minimal=True) == [(2, 6)]
