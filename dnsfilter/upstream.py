@@ -46,6 +46,7 @@ from dnsfilter.wire import (
     ResponseScan,
     make_query,
     opt_record,
+    padded_query,
     same_question,
     scan_response,
 )
@@ -975,7 +976,9 @@ class UpstreamGroup:
                     return query(edns)
 
                 if server.tls:
-                    exchange = self.tls_pools[server].exchange(message(), question, timeout)
+                    # Padded (RFC 8467): the encrypted length must not give the name away.
+                    query_wire = padded_query(message())
+                    exchange = self.tls_pools[server].exchange(query_wire, question, timeout)
                     data, scan = await exchange
                 elif truncated_at is not None:
                     data, scan = await tcp_exchange(server.address, message(), question, timeout)

@@ -354,6 +354,28 @@ def opt_record(do: bool, ext_rcode: int = 0, options: bytes = b"") -> bytes:
     )
 
 
+#: RFC 8467 4.1: queries over an encrypted transport are padded to a multiple of this.
+QUERY_PADDING_BLOCK = 128
+_OPT_CODE_PADDING = 12
+_EMPTY_OPT_START = b"\x00\x00\x29"
+
+
+def padded_query(wire: bytes, block: int = QUERY_PADDING_BLOCK) -> bytes:
+    """wire with an EDNS Padding option (RFC 7830) that makes it a multiple of block
+    octets, so the length of a query sent over TLS does not tell the name's length; wire
+    as it is unless it ends with an OPT record without options (as our queries do)."""
+    if len(wire) < HEADER_LEN + 11 or wire[-11:-8] != _EMPTY_OPT_START or wire[-2:] != b"\0\0":
+        return wire
+    padding = -(len(wire) + 4) % block
+    return (
+        wire[:-2]
+        + _U16.pack(4 + padding)
+        + _U16.pack(_OPT_CODE_PADDING)
+        + _U16.pack(padding)
+        + bytes(padding)
+    )
+
+
 def ede_option(code: EdeCode, text: str = "") -> bytes:
     """An Extended DNS Error option (RFC 8914) for the OPT record."""
     payload = _U16.pack(code) + text.encode("utf-8")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import struct
 
 import dns.edns
+import dns.flags
 import dns.message
 import pytest
 
@@ -14,6 +15,7 @@ from dnsfilter.wire import (
     Transport,
     add_option,
     build_reply,
+    padded_query,
     parse_query,
     query_has_option,
     tcp_keepalive_option,
@@ -68,3 +70,33 @@ def test_add_option_leaves_a_reply_without_opt_alone() -> None:
     reply = build_reply(q, Rcode.NOERROR)
     assert add_option(reply, tcp_keepalive_option(1)) == reply
     assert add_option(b"\x00\x01", tcp_keepalive_option(1)) == b"\x00\x01"  # not a message
+
+
+@pytest.mark.parametrize("qname", ["a.test", "www.example.com", "x" * 63 + ".example.org"])
+@pytest.mark.parametrize("do", [False, True])
+def test_padded_query_is_a_multiple_of_128_and_reads_the_same(qname: str, do: bool) -> None:
+    """RFC 8467 4.1 block-length padding; the option is RFC 7830's, all zero octets."""
+    wire = dns.message.make_query(qname, "AAAA", use_edns=0, want_dnssec=do, payload=1232)
+    plain = wire.to_wire()
+    padded = padded_query(plain)
+    assert len(padded) % 128 == 0 and len(plain) < len(padded) <= len(plain) + 4 + 127
+    message = dns.message.from_wire(padded)
+    assert message.question == wire.question and message.flags == wire.flags
+    assert bool(message.ednsflags & dns.flags.DO) == do
+    (option,) = message.options
+    assert option.otype == dns.edns.OptionType.PADDING
+    assert option.to_wire() == bytes(len(padded) - len(plain) - 4)
+
+
+@pytest.mark.parametrize(
+    "wire",
+    [
+        dns.message.make_query("a.test", "A", use_edns=False).to_wire(),
+        dns.message.make_query(
+            "a.test", "A", use_edns=0, options=[dns.edns.NSIDOption(b"")]
+        ).to_wire(),
+    ],
+    ids=["no-edns", "opt-with-an-option"],
+)
+def test_padded_query_leaves_other_messages_alone(wire: bytes) -> None:
+    assert padded_query(wire) == wire
