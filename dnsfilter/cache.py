@@ -28,6 +28,7 @@ import struct
 from typing import TYPE_CHECKING, NamedTuple
 
 from dnsfilter.errors import FormatError
+from dnsfilter.scrub import repacked
 from dnsfilter.wire import QType, Rcode, ResponseScan, soa_minimum
 
 if TYPE_CHECKING:
@@ -314,6 +315,15 @@ def _build_entry(
     offsets: list[int] = []
     body: bytes | None = None
     opt = scan.opt
+    if records and opt is not None and opt.start < records[-1].end:
+        # An OPT amid the records (legal: RFC 6891 says only "in the additional section"):
+        # the records after it cannot be joined to those before, as compression pointers
+        # into them would land 11 octets off. The message is compressed afresh, OPT last
+        # (dnslib: the rare path), and the records are the same, in the same order. The
+        # resolver's answers come through scrub, which did this already; RefusedAnswer
+        # when dnslib cannot read the message.
+        wire, scan = repacked(wire)
+        records, opt = scan.records, scan.opt
     if records and (opt is None or opt.start >= records[-1].end):
         # The usual shape: the records sit back to back (the OPT, if any, after them), so
         # the body is one slice, and only TTLs that a clamp changed need writing. Not so

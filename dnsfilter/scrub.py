@@ -66,12 +66,21 @@ def scrub(wire: bytes, scan: ResponseScan, minimal: bool) -> tuple[bytes, Respon
     Records left out at the end are simply not referred to by the new scan: what stays
     before them keeps its offsets, and compression pointers only point backwards. When a
     record left out comes before one that stays, the pointers after it would move, so the
-    message is re-packed (dnslib: this is the rare path, an answer with foreign records).
+    message is re-packed (dnslib: this is the rare path, an answer with foreign records),
+    as is one with its OPT amid the records, OPT last.
 
     Raises RefusedAnswer for a looping or over-long chain, or a name that does not decode
     (scan_response checked only the bounds of names, not where their pointers lead).
     """
     records = scan.records
+    opt = scan.opt
+    repacked_already = False
+    if opt is not None and records and opt.start < records[-1].end:
+        # An OPT amid the records: the cache could not join those after it to those before
+        # (their compression pointers would land 11 octets off). Compressed afresh, OPT last.
+        wire, scan = repacked(wire)
+        records = scan.records
+        repacked_already = True  # then what is left out is packed out too, not cut off
     qtype = int.from_bytes(wire[scan.question_end - 4 : scan.question_end - 2], "big")
     # The common answer: records owned by the question (a pointer to it), no chain to
     # follow and nothing beside them. Nothing to leave out.
@@ -90,27 +99,33 @@ def scrub(wire: bytes, scan: ResponseScan, minimal: bool) -> tuple[bytes, Respon
         raise RefusedAnswer(f"undecodable name in the answer: {exc}") from None
     if len(keep) == len(records):
         return wire, scan
-    if not keep or max(keep) < len(keep):  # a prefix of the records stays
+    if (not keep or max(keep) < len(keep)) and not repacked_already:  # a prefix stays
         return wire, scan._replace(records=records[: len(keep)])
-    return _repacked(wire, keep)
+    return repacked(wire, keep)
 
 
-def _repacked(wire: bytes, keep: set[int]) -> tuple[bytes, ResponseScan]:
-    """The message again with only the records numbered in keep (OPT not counted)."""
+def repacked(wire: bytes, keep: set[int] | None = None) -> tuple[bytes, ResponseScan]:
+    """The message again with only the records numbered in keep (OPT not counted; None:
+    all of them), compressed afresh, the OPT last: the records then sit back to back, as
+    the cache needs them.
+
+    Raises RefusedAnswer when the message cannot be read whole."""
     try:
         message = DNSRecord.parse(wire)
         index = 0
         sections = []
+        opts = []
         for records in (message.rr, message.auth, message.ar):
             kept = []
             for rr in records:
                 if rr.rtype == _OPT:
-                    kept.append(rr)
+                    opts.append(rr)
                     continue
-                if index in keep:
+                if keep is None or index in keep:
                     kept.append(rr)
                 index += 1
             sections.append(kept)
+        sections[2].extend(opts)
         message.rr, message.auth, message.ar = sections
         repacked = bytes(message.pack())
         return repacked, scan_response(repacked)

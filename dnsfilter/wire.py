@@ -290,8 +290,11 @@ def skip_name(data: bytes, pos: int) -> int:
         if length & 0xC0 == 0xC0:
             if pos + 2 > size:
                 raise FormatError("compression pointer runs past the end")
-            if _U16.unpack_from(data, pos)[0] & 0x3FFF >= pos:
+            target = _U16.unpack_from(data, pos)[0] & 0x3FFF
+            if target >= pos:
                 raise FormatError("compression pointer does not point backwards")
+            if target < HEADER_LEN:
+                raise FormatError("compression pointer into the header")
             return pos + 2
         if length > 63:
             raise FormatError("unknown label type")
@@ -323,6 +326,10 @@ def read_labels(data: bytes, pos: int) -> tuple[bytes, ...]:
             if jumps > 64:
                 raise FormatError("compression pointer loop")
             pos = _U16.unpack_from(data, pos)[0] & 0x3FFF
+            # The header is the client's in a reply served from the cache: a name read
+            # through it here would not be the name the client reads.
+            if pos < HEADER_LEN:
+                raise FormatError("compression pointer into the header")
             continue
         if length > 63:
             raise FormatError("unknown label type")
@@ -609,8 +616,9 @@ def scan_response(data: bytes) -> ResponseScan:
         start = pos
         # Owners are nearly always a pointer back into the message: checked here, inline.
         if pos < size and data[pos] >= 0xC0 and pos + 2 <= size:
-            if ((data[pos] & 0x3F) << 8 | data[pos + 1]) >= pos:
-                raise FormatError("compression pointer does not point backwards")
+            target = (data[pos] & 0x3F) << 8 | data[pos + 1]
+            if target >= pos or target < HEADER_LEN:
+                raise FormatError("compression pointer not backwards into the records")
             pos += 2
         else:
             pos = skip_name(data, pos)

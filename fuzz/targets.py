@@ -270,7 +270,13 @@ def _store_and_serve(
     q: Query, data: bytes, scan: ResponseScan, original: dns.message.Message | None
 ) -> None:
     POLICY.inspect(data, scan)
-    entries: list[CacheEntry] = [make_passthrough(data, scan, NOW)]
+    try:
+        entries: list[CacheEntry] = [make_passthrough(data, scan, NOW)]
+    except RefusedAnswer:
+        # Only an OPT amid the records makes the cache re-pack, and only dnslib's reading
+        # can refuse; the resolver's own answers were re-packed by scrub already.
+        assert scan.opt is not None and scan.opt.start < scan.records[-1].end
+        return
     for ttls in TTL_POLICIES:
         entry = make_entry(data, scan, NOW, ttls)
         if entry is not None:

@@ -1,8 +1,8 @@
 """What the coverage-guided fuzzer (fuzz/, scripts/fuzz.sh) found, each as its smallest input.
 
-Fixed ones are plain regression tests. Bugs in files being rewritten elsewhere (wire, cache,
-policy, resolver) are xfail(strict=True) with the reproducer: the day one is fixed the test
-passes, strict xfail fails the suite, and the marker must come off.
+Each is a plain regression test with its reproducer. A bug found and not fixed yet is
+xfail(strict=True): the day it is fixed the test passes, strict xfail fails the suite, and
+the marker must come off.
 """
 
 from __future__ import annotations
@@ -116,12 +116,6 @@ OPT_BEFORE_GLUE = bytes.fromhex(
 )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="cache._build_entry drops a mid-section OPT and joins the records after it, so "
-    "compression pointers into them point 11 octets too far (found by fuzz target response; "
-    "cache.py is the lead's to change)",
-)
 @pytest.mark.parametrize("cacheable", [True, False], ids=["make_entry", "make_passthrough"])
 def test_records_after_a_mid_section_opt_keep_their_names(cacheable: bool) -> None:
     scan = scan_response(OPT_BEFORE_GLUE)
@@ -134,7 +128,7 @@ def test_records_after_a_mid_section_opt_keep_their_names(cacheable: bool) -> No
     served = entry.reply(0x1234, 0x0100, question, b"", 0.0, False)
     upstream = dns.message.from_wire(OPT_BEFORE_GLUE)
     ours = dns.message.from_wire(served)
-    # Served today: "ns1.example.test. A 192.0.2.1" and ". A 192.0.2.2" (the pointer now
+    # Served before the fix: "ns1.example.test. A 192.0.2.1" and ". A 192.0.2.2" (the pointer
     # lands on the root label that ends the first glue record's owner).
     assert [str(r.name) for r in ours.additional] == [str(r.name) for r in upstream.additional]
 
@@ -176,11 +170,6 @@ OPT_BEFORE_GLUE_WITH_NS = bytes.fromhex(
 )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="as above, through scrub with minimal_responses off (it keeps the glue): the "
-    "cached reply does not parse (dnspython: FormError), and every client gets it for the TTL",
-)
 def test_records_after_a_mid_section_opt_survive_scrub_and_the_cache() -> None:
     scan = scan_response(OPT_BEFORE_GLUE_WITH_NS)
     wire, kept = scrub(OPT_BEFORE_GLUE_WITH_NS, scan, minimal=False)
@@ -205,12 +194,6 @@ HEADER_POINTER = bytes.fromhex(
 )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="scan_response accepts compression pointers into the header (offset < 12), which "
-    "the cache replaces with the client's: the name served is not the one scrub and the "
-    "policy read (wire.py is the lead's to change)",
-)
 def test_a_name_pointing_into_the_header_is_refused_or_served_as_read() -> None:
     try:
         scan = scan_response(HEADER_POINTER)
