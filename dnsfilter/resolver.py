@@ -371,9 +371,13 @@ class Resolver:
         answer: UpstreamAnswer,
         key: Key,
         flight: _Flight,
+        failure: Exception | None = None,
     ) -> Reply:
-        """The reply to a query start() began, from its (finished) upstream answer."""
+        """The reply to a query start() began, from its (finished) upstream answer, or from
+        the failure that finishing it met."""
         try:
+            if failure is not None:
+                raise failure
             flight.stored = stored = self._store(q, policy, answer)
             flight.policy = policy
             reply = self._forwarded(q, verdict, policy, *stored)
@@ -395,19 +399,12 @@ class Resolver:
         flight: _Flight,
         on_reply: Callable[[Reply], None],
     ) -> None:
+        failure = None
         try:
             answer = await self._chased(q, answer)
-        except UpstreamError as exc:
-            flight.error = exc
-            reply = self._failed(q, verdict, exc, self._expired_entry(q, self.clock()))
-            self._land(key, flight)
-            on_reply(reply)
-            return
-        except Exception:
-            self._land(key, flight)
-            on_reply(bug_reply(q, verdict))
-            return
-        on_reply(self._settle_started(q, verdict, policy, answer, key, flight))
+        except Exception as exc:
+            failure = exc
+        on_reply(self._settle_started(q, verdict, policy, answer, key, flight, failure))
 
     async def _chased(self, q: Query, answer: UpstreamAnswer) -> UpstreamAnswer:
         """answer with its CNAME/DNAME chain finished: while it ends at a name with nothing
