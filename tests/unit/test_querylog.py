@@ -150,7 +150,8 @@ async def test_flusher_writes_every_flush_interval(tmp_path: Path) -> None:
     audit.record(event(1))
     await _until(lambda: len(rows_in(db)) == 1)
     audit.record(event(2))
-    await _until(lambda: len(rows_in(db)) == 2)
+    await _until(lambda: len(rows_in(db)) == 2)  # TimeoutError if no interval flush came
+    assert rows_in(db) == [as_row(event(1)), as_row(event(2))]
     await audit.close()
 
 
