@@ -6,7 +6,8 @@
   a skip there hides what the run did not prove. A strict ``xfail`` is not a skip (it fails
   the run the day its bug is fixed) and is left alone; pyproject sets ``xfail_strict``.
 - Every run ends with one line, after pytest's own ``N passed ...``, that counts the skipped
-  items and says why, grouped by reason and then by file:
+  items and says why, grouped by reason (up to its first ``: ``; the detail after it is
+  in ``-ra``'s list) and then by file:
   ``skipped: 9 (needs root: 9) — this run did not prove: tests/egress/test_netns.py (5), ...``
   or ``skipped: 0``. On CI the count is 0 by construction; the line then also says how many
   would-be skips failed instead.
@@ -35,6 +36,12 @@ def _reason(report: pytest.TestReport | pytest.CollectReport) -> str:
     if isinstance(longrepr, tuple):
         return str(longrepr[2]).removeprefix("Skipped: ")
     return str(longrepr)
+
+
+def _heading(reason: str) -> str:
+    """What the summary groups by: a reason up to its first ``: `` (the rest is this test's
+    detail: a namespace's name, a path, a tool's stderr), on one line."""
+    return reason.strip().splitlines()[0].split(": ", 1)[0] if reason.strip() else "no reason"
 
 
 def _is_skip(report: pytest.TestReport | pytest.CollectReport) -> bool:
@@ -86,7 +93,7 @@ def summary_line(stats: dict[str, list[object]]) -> str:
     ]
     line = f"skipped: {len(skipped)}"
     if skipped:
-        reasons = Counter(_reason(r) for r in skipped)
+        reasons = Counter(_heading(_reason(r)) for r in skipped)
         files = Counter(r.nodeid.split("::")[0] for r in skipped)
         ranked = sorted(reasons.items(), key=lambda pair: (-pair[1], pair[0]))
         line += " (" + ", ".join(f"{reason}: {n}" for reason, n in ranked) + ")"

@@ -36,6 +36,10 @@ def test_skipif():
 def test_skips_in_a_fixture(tool):
     pass
 
+@pytest.mark.parametrize("n", [1, 2])
+def test_skips_with_a_detail_of_its_own(n):
+    pytest.skip(f"cannot mount a tmpfs: mount: /tmp/{n}: permission denied.\\n  see dmesg")
+
 @pytest.mark.xfail(strict=True, reason="a known bug")
 def test_known_bug():
     assert False
@@ -87,11 +91,11 @@ def outcomes(output: str) -> str:
 def test_without_ci_skips_are_skips_and_counted_by_reason(sample: Path, ci: str | None) -> None:
     result = run_pytest(sample, ci)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert outcomes(result.stdout).startswith("1 passed, 4 skipped, 1 xfailed"), result.stdout
+    assert outcomes(result.stdout).startswith("1 passed, 6 skipped, 1 xfailed"), result.stdout
     assert last_line(result.stdout) == (
-        "skipped: 4 (needs root: 2, could not import 'no_such_module_for_skipguard': "
-        "No module named 'no_such_module_for_skipguard': 1, needs the 'frob' command: 1)"
-        " — this run did not prove: test_optional.py (1), test_sample.py (3)"
+        "skipped: 6 (cannot mount a tmpfs: 2, needs root: 2, "
+        "could not import 'no_such_module_for_skipguard': 1, needs the 'frob' command: 1)"
+        " — this run did not prove: test_optional.py (1), test_sample.py (5)"
     )
 
 
@@ -99,16 +103,18 @@ def test_without_ci_skips_are_skips_and_counted_by_reason(sample: Path, ci: str 
 def test_with_ci_every_would_be_skip_fails(sample: Path, ci: str) -> None:
     result = run_pytest(sample, ci)
     assert result.returncode == 1, result.stdout + result.stderr
-    assert last_line(result.stdout) == "skipped: 0 (CI is set: 4 would-be skips failed instead)"
+    assert last_line(result.stdout) == "skipped: 0 (CI is set: 6 would-be skips failed instead)"
     # The body skip fails as a test; the skipif (evaluated at setup) and the fixture's skip as
     # setup errors; the module's importorskip as a collection error. The strict xfail stays.
-    assert outcomes(result.stdout).startswith("1 failed, 1 passed, 1 xfailed, 3 errors")
+    assert outcomes(result.stdout).startswith("3 failed, 1 passed, 1 xfailed, 3 errors")
     summary = [line for line in result.stdout.splitlines() if line.startswith(("FAILED", "ERROR"))]
     assert sorted(line.split(" - ")[0] for line in summary) == [
         "ERROR test_optional.py",
         "ERROR test_sample.py::test_skipif",
         "ERROR test_sample.py::test_skips_in_a_fixture",
         "FAILED test_sample.py::test_skips_in_the_body",
+        "FAILED test_sample.py::test_skips_with_a_detail_of_its_own[1]",
+        "FAILED test_sample.py::test_skips_with_a_detail_of_its_own[2]",
     ]
     assert all("CI is set, so a skip is a failure" in line for line in summary), summary
     assert "this test must run here, but: needs the 'frob' command" in result.stdout
