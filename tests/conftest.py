@@ -3,6 +3,8 @@
 Upstreams (loopback only):
   scripted_upstream   ScriptedUpstream on 127.0.0.1 (function scope): scriptable misbehaviour
   nsd_upstream        NsdServer serving DEFAULT_ZONES (session scope): a real authoritative server
+
+Plugins: tests.skipguard — with CI set a skip fails; every run ends with a ``skipped:`` line.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import pytest
 
 from tests.fakes import ScriptedUpstream
 from tests.nsd import DEFAULT_ZONES, NsdServer
+
+pytest_plugins = ["tests.skipguard"]
 
 
 @pytest.fixture(scope="session", autouse=True)

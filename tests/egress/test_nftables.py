@@ -9,19 +9,19 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.egress.conftest import dnsfilter, unavailable
+from tests.egress.conftest import dnsfilter
 
 pytestmark = pytest.mark.needs_root
 
 
 def nft_check(ruleset: Path) -> None:
     if shutil.which("nft") is None:
-        unavailable("needs the 'nft' command (Debian package nftables)")
+        pytest.skip("needs the 'nft' command (Debian package nftables)")
     result = subprocess.run(
         ["nft", "-c", "-f", str(ruleset)], capture_output=True, text=True, timeout=30, check=False
     )
     if "Operation not permitted" in result.stderr:
-        unavailable("nft -c needs CAP_NET_ADMIN (run as root)")
+        pytest.skip("nft -c needs CAP_NET_ADMIN (run as root)")
     assert result.returncode == 0, f"{result.stderr}\n{ruleset.read_text()}"
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -162,18 +162,33 @@ async def test_runs_in_the_background_until_stopped(
     source.load()
     reloads = Reloads()
     refresher = ListRefresher(lambda: [source], reloads, max_sleep=0.05)
+    assert len(list_server.requests) == 1  # load() downloaded it once
     refresher.start()
     try:
-        await asyncio.sleep(0.2)
+        # Two rounds in the background, each a conditional GET answered 304.
+        await _until(lambda: refresher.rounds >= 2 and len(list_server.requests) >= 3)
         assert reloads.count == 0, "304s are no change"
+        assert {r.if_none_match for r in list_server.requests[1:]} == {list_server.etag}
         list_server.set_body(NEW_BODY)
         await asyncio.wait_for(reloads.changed.wait(), 5)
+        assert _refresher_tasks() == 1
     finally:
         await refresher.stop()
     assert reloads.count == 1
-    rounds = refresher.rounds
-    await asyncio.sleep(0.15)
-    assert refresher.rounds == rounds, "stopped"
+    assert _refresher_tasks() == 0, "stopped"
+
+
+def _refresher_tasks() -> int:
+    return sum(1 for t in asyncio.all_tasks() if t.get_name() == "list-refresher")
+
+
+async def _until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    """Poll condition until it holds; fail at the deadline."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        assert loop.time() < deadline, "timed out waiting for the condition"
+        await asyncio.sleep(0.01)
 
 
 async def test_service_reloads_when_a_url_list_changes(

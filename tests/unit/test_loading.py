@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import gc
 
 import pytest
 
@@ -27,5 +28,17 @@ def test_release_memory_trims_the_c_heap(monkeypatch: pytest.MonkeyPatch) -> Non
 
 def test_release_memory_without_malloc_trim(monkeypatch: pytest.MonkeyPatch) -> None:
     # musl and other C libraries have no malloc_trim: the collection is all there is.
-    monkeypatch.setattr(ctypes, "CDLL", lambda name: object())
-    release_memory()
+    calls: list[object] = []
+
+    def collect() -> int:
+        calls.append("collect")
+        return 0
+
+    def cdll(name: str | None) -> object:
+        calls.append(("CDLL", name))
+        return object()
+
+    monkeypatch.setattr(gc, "collect", collect)
+    monkeypatch.setattr(ctypes, "CDLL", cdll)
+    release_memory()  # no AttributeError for the missing malloc_trim
+    assert calls == ["collect", ("CDLL", None)]

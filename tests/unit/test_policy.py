@@ -69,7 +69,14 @@ def _network_map() -> NetworkMap:
 def test_network_map_lookup(address: str, expected: str | None) -> None:
     networks = _network_map()
     assert networks.lookup(address) == expected
-    assert networks.lookup(address) == expected  # the second answer comes from the memo
+    assert networks._memo == {address: expected}
+
+    def not_again(self: NetworkMap, address: str) -> str | None:
+        raise AssertionError(f"{address} looked up again, not read from the memo")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(NetworkMap, "_lookup", not_again)
+        assert networks.lookup(address) == expected  # the second answer comes from the memo
 
 
 def test_network_map_default_routes() -> None:

@@ -150,7 +150,8 @@ async def test_flusher_writes_every_flush_interval(tmp_path: Path) -> None:
     audit.record(event(1))
     await _until(lambda: len(rows_in(db)) == 1)
     audit.record(event(2))
-    await _until(lambda: len(rows_in(db)) == 2)
+    await _until(lambda: len(rows_in(db)) == 2)  # TimeoutError if no interval flush came
+    assert rows_in(db) == [as_row(event(1)), as_row(event(2))]
     await audit.close()
 
 
@@ -775,10 +776,23 @@ def test_build_audit_log_opens_the_configured_writers(tmp_path: Path) -> None:
     assert [row[1] for row in rows_in(tmp_path / "db/audit.sqlite3")] == ["10.9.8.0"]
 
 
-def test_writers_satisfy_the_protocol(tmp_path: Path) -> None:
-    writers: list[AuditWriter] = [SqliteWriter(tmp_path / "a.sqlite3"), JsonlWriter("-")]
+def test_writers_satisfy_the_protocol(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    """Both used only through AuditWriter (mypy checks the list's type): each stores the row."""
+    db, jsonl = tmp_path / "a.sqlite3", tmp_path / "a.jsonl"
+    writers: list[AuditWriter] = [SqliteWriter(db), JsonlWriter(str(jsonl)), JsonlWriter("-")]
+    assert [(w.kind, w.name) for w in writers] == [
+        ("sqlite", f"sqlite {db}"),
+        ("jsonl", f"jsonl {jsonl}"),
+        ("jsonl", "jsonl stdout"),
+    ]
+    row = (T0, "10.0.0.1", "lan", "n.example", 1, "blocked", "apps", "social", "null", "")
     for writer in writers:
+        writer.write([row])
+        writer.maintain(T0)
         writer.close()
+    assert [r[3] for r in rows_in(db)] == ["n.example"]
+    assert json.loads(jsonl.read_text())["qname"] == "n.example"
+    assert json.loads(capfd.readouterr().out)["qname"] == "n.example"
 
 
 @pytest.mark.parametrize("count", [1, 49, 50, 51, 123, 250])
