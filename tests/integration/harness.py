@@ -183,13 +183,16 @@ class DnsFilter:
         want_dnssec: bool = False,
         host: str = "127.0.0.1",
         port: int | None = None,
+        wait: float = TIMEOUT,
     ) -> dns.message.Message:
+        """wait: how long the client waits for the answer (a test whose upstream timeout is
+        longer than TIMEOUT says so)."""
         query = make(qname, qtype, edns=edns, payload=payload, want_dnssec=want_dnssec)
         return dns.query.udp(
             query,
             host,
             port=port or self.port,
-            timeout=TIMEOUT,
+            timeout=wait,
             source=source,
             ignore_trailing=False,
         )
