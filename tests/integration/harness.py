@@ -162,6 +162,16 @@ class DnsFilter:
                     return float(sample.value)
         return None
 
+    def metric_sum(self, name: str, **labels: str) -> float:
+        """The sum of the samples from /metrics that have these labels (0 when none)."""
+        _, body = self.http_get("/metrics")
+        return sum(
+            float(sample.value)
+            for family in text_string_to_metric_families(body)
+            for sample in family.samples
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items())
+        )
+
     def address(self, family: int = socket.AF_INET) -> tuple[str, int]:
         for host, port in self.addresses:
             if (":" in host) == (family == socket.AF_INET6):
@@ -183,13 +193,16 @@ class DnsFilter:
         want_dnssec: bool = False,
         host: str = "127.0.0.1",
         port: int | None = None,
+        wait: float = TIMEOUT,
     ) -> dns.message.Message:
+        """wait: how long the client waits for the answer (a test whose upstream timeout is
+        longer than TIMEOUT says so)."""
         query = make(qname, qtype, edns=edns, payload=payload, want_dnssec=want_dnssec)
         return dns.query.udp(
             query,
             host,
             port=port or self.port,
-            timeout=TIMEOUT,
+            timeout=wait,
             source=source,
             ignore_trailing=False,
         )

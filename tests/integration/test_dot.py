@@ -36,6 +36,8 @@ from tests.unbound import DOT_NAME, UnboundDot
 pytestmark = pytest.mark.integration
 
 SLOW_DELAY = 0.3
+#: How long slow.test names take in the pipelining test: ten in a row would take 6 s.
+PIPELINE_DELAY = 0.6
 _names = itertools.count()
 
 
@@ -207,16 +209,23 @@ async def test_concurrent_queries_are_pipelined_on_one_connection(
     group = UpstreamGroup([server], timeout=3.0, dead_time=30, stats=stats)
     pool = group.tls_pools[server]
     names = [unique() for _ in range(10)]
+    slow_upstream.delay(PIPELINE_DELAY)
     started = time.monotonic()
     tasks = [asyncio.create_task(group.forward(client_query(n))) for n in names]
-    await asyncio.sleep(SLOW_DELAY / 2)
-    loads = [c.load for c in pool.connections]
-    answers = await asyncio.wait_for(asyncio.gather(*tasks), 5)
+    gathered = asyncio.gather(*tasks)
+    loads: list[int] = []  # the most queries in flight on the pool's connections, one each
+    while not gathered.done():
+        current = [c.load for c in pool.connections]
+        if sum(current) > sum(loads):
+            loads = current
+        await asyncio.wait([gathered], timeout=0.01)
+    answers = await asyncio.wait_for(gathered, 8 * PIPELINE_DELAY)
     elapsed = time.monotonic() - started
+    slow_upstream.delay(SLOW_DELAY)
     await group.close()
     assert loads == [10], "all ten in flight on one connection at once"
     assert all(a.scan.rcode == 0 and a.server == server.name for a in answers)
-    assert elapsed < SLOW_DELAY * 3, f"answered together, not one after another ({elapsed:.2f}s)"
+    assert elapsed < PIPELINE_DELAY * 5, f"together, not one after another ({elapsed:.2f}s)"
     assert (proxy.accepted, pool.opened) == (1, 1)
     assert stats.requests[(server.name, "NOERROR")] == 10
     assert {c.qname for c in slow_upstream.calls} >= set(names)

@@ -240,17 +240,42 @@ async def test_connection_lost_fails_every_query_in_flight() -> None:
         connection.send(query("c"), question("c"))
 
 
+class LoopClock:
+    """The running loop's time, moved only by advance(): call_later timers fire exactly
+    when the test says the time has come, however slow the machine (the idle timer is a
+    loop.call_later, so the loop is the clock to replace)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.now = loop.time()
+
+    def __enter__(self) -> LoopClock:
+        self.loop.time = lambda: self.now  # type: ignore[method-assign]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        del self.loop.time  # the class's time() again
+
+    async def advance(self, seconds: float) -> None:
+        """Move the time on, then let the loop run what is due (callbacks scheduled by
+        callbacks too): a few turns, none of which waits on the real clock."""
+        self.now += seconds
+        for _ in range(5):
+            await asyncio.sleep(0)
+
+
 @pytest.mark.asyncio
 async def test_idle_connection_closes_itself() -> None:
-    connection = TlsConnection("t", idle_timeout=0.02)
-    peer = Peer(connection, "answer")
-    await connection.exchange(query("a"), question("a"))
-    await asyncio.sleep(0.01)
-    await connection.exchange(query("a"), question("a"))  # in use again: the timer restarts
-    await asyncio.sleep(0.015)
-    assert not peer.closing
-    await asyncio.sleep(0.03)
-    assert peer.closing and connection.closed
+    with LoopClock(asyncio.get_running_loop()) as clock:
+        connection = TlsConnection("t", idle_timeout=20)
+        peer = Peer(connection, "answer")
+        await connection.exchange(query("a"), question("a"))
+        await clock.advance(10)
+        await connection.exchange(query("a"), question("a"))  # in use again: the timer restarts
+        await clock.advance(19.9)  # 29.9 s after the first use, 19.9 s after the second
+        assert not peer.closing
+        await clock.advance(0.2)
+        assert peer.closing and connection.closed
 
 
 @pytest.mark.asyncio
