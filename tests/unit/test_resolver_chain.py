@@ -10,7 +10,7 @@ from dnslib import QTYPE, RR, DNSRecord
 from dnsfilter.cache import AnswerCache
 from dnsfilter.config import parse_config
 from dnsfilter.lists.model import BlockList, Category, DomainEntry
-from dnsfilter.policy import Action, Verdict, build_policy
+from dnsfilter.policy import Action, DomainTable, Verdict, build_policy
 from dnsfilter.resolver import Reply, ReplyKind, Resolver, ZoneRouter
 from dnsfilter.upstream import UpstreamAnswer
 from dnsfilter.wire import Query, Transport, parse_query, scan_response
@@ -103,6 +103,37 @@ async def test_with_the_same_lists_everywhere_hits_skip_the_lists() -> None:
     resolver.swap_policy(resolver.policy)
     assert await _answer(resolver, _query(STAFF, "www.example.test")) is ReplyKind.FORWARDED
     assert upstream.calls == 2
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    ("config_text", "walks"), [(SAME, 0), (SPLIT, 1)], ids=["same-lists", "lists-per-network"]
+)
+async def test_a_cache_hit_walks_the_lists_only_when_networks_differ(
+    config_text: str, walks: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The early probe is what saves the list walk: with the same lists everywhere a hit is
+    answered before DomainTable.match runs; with lists per network it runs once, first."""
+    walked: list[str] = []
+    match = DomainTable.match
+
+    def counting_match(table: DomainTable, qname: str, mask: int) -> tuple[int, str] | None:
+        walked.append(qname)
+        return match(table, qname, mask)
+
+    monkeypatch.setattr(DomainTable, "match", counting_match)
+    upstream = Upstream()
+    resolver = _resolver(config_text, upstream)
+    cache = resolver.cache
+    assert cache is not None
+    assert await _answer(resolver, _query(STAFF, "www.example.test")) is ReplyKind.FORWARDED
+    assert walked == ["www.example.test"]
+    walked.clear()
+    hit = resolver.answer_now(_query(STAFF, "www.example.test"))
+    assert isinstance(hit, Reply) and hit.kind is ReplyKind.CACHED
+    assert hit.verdict.action is Action.ALLOW and hit.verdict.network == "staff"
+    assert walked == ["www.example.test"] * walks
+    assert (cache.hits, cache.misses, upstream.calls) == (1, 1, 1)
 
 
 @pytest.mark.asyncio
