@@ -3,10 +3,14 @@ when every network enforces the same lists."""
 
 from __future__ import annotations
 
+import dns.edns
+import dns.flags
 import dns.message
+import dns.rcode
 import pytest
-from dnslib import QTYPE, RR, DNSRecord
+from dnslib import QTYPE, RR, TXT, DNSRecord
 
+from dnsfilter.blocking import BlockMode
 from dnsfilter.cache import AnswerCache
 from dnsfilter.config import parse_config
 from dnsfilter.lists.model import BlockList, Category, DomainEntry
@@ -57,7 +61,7 @@ class Upstream:
         return UpstreamAnswer(wire, scan_response(wire), "fake")
 
 
-def _resolver(config_text: str, upstream: Upstream) -> Resolver:
+def _resolver(config_text: str, upstream: Upstream | CnameUpstream) -> Resolver:
     config = parse_config(config_text, "chain.yaml", None)
     return Resolver(
         build_policy(config, [APPS]), ZoneRouter(upstream, {}), AnswerCache(100), lambda: 50.0
@@ -157,3 +161,139 @@ async def test_cache_counts_only_what_it_could_have_answered(config_text: str) -
     await _answer(resolver, _query(STAFF, "www.example.test"))  # a miss, then forwarded
     await _answer(resolver, _query(STAFF, "www.example.test"))  # a hit
     assert (cache.hits, cache.misses) == (1, 1)
+
+
+# ---------------------------------------------------------------------------------------
+# What the mutation run found untested in the chain (scripts/mutation.sh)
+
+
+class CnameUpstream:
+    """Answers every query with a CNAME to cdn.tok.example (a listed name) and its A."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def forward(self, q: Query) -> UpstreamAnswer:
+        self.calls += 1
+        reply = DNSRecord.parse(q.wire).reply()
+        reply.add_answer(*RR.fromZone(f"{q.qname}. 300 CNAME cdn.tok.example."))
+        reply.add_answer(*RR.fromZone("cdn.tok.example. 300 A 192.0.2.1"))
+        wire = bytes(reply.pack())
+        return UpstreamAnswer(wire, scan_response(wire), "fake")
+
+
+async def _reply(resolver: Resolver, q: Query) -> Reply:
+    result = resolver.answer_now(q)
+    if isinstance(result, Verdict):
+        result = await resolver.resolve(q, result)
+    assert isinstance(result, Reply)
+    return result
+
+
+@pytest.mark.asyncio
+async def test_an_answer_cnamed_into_a_list_is_blocked_fresh_and_from_the_cache() -> None:
+    """Staff, whose policy has the list, are blocked on the upstream answer and then on the
+    cached one, by the list's name; guests (no lists) get the cached CNAME answer."""
+    upstream = CnameUpstream()
+    resolver = _resolver(SPLIT, upstream)
+    staff = await _reply(resolver, _query(STAFF, "www.example.test"))
+    assert staff.kind is ReplyKind.BLOCKED
+    assert (staff.verdict.list_name, staff.verdict.entry) == ("apps", "cdn.tok.example")
+    assert dns.message.from_wire(staff.wire).answer[0].to_text() == (
+        "www.example.test. 60 IN A 0.0.0.0"
+    )
+    guest = await _reply(resolver, _query(GUEST, "www.example.test"))
+    assert guest.kind is ReplyKind.CACHED
+    assert dns.message.from_wire(guest.wire).answer[1].to_text() == (
+        "cdn.tok.example. 300 IN A 192.0.2.1"
+    )
+    hit = await _reply(resolver, _query(STAFF, "www.example.test"))
+    assert hit.kind is ReplyKind.BLOCKED
+    assert (hit.verdict.list_name, hit.verdict.entry) == ("apps", "cdn.tok.example")
+    assert hit.wire[2:] == staff.wire[2:]
+    assert upstream.calls == 1
+
+
+@pytest.mark.asyncio
+async def test_an_entrys_own_mode_answers_its_names() -> None:
+    """A list entry with its own mode (nxdomain) overrides the policy's (null)."""
+    config = parse_config(SAME, "chain.yaml", None)
+    entries = (DomainEntry("tok.example", 1, mode=BlockMode.NXDOMAIN),)
+    apps = BlockList(name="apps", source="apps.yaml", domains=entries)
+    resolver = Resolver(
+        build_policy(config, [apps]), ZoneRouter(Upstream(), {}), AnswerCache(100), lambda: 50.0
+    )
+    reply = await _reply(resolver, _query(STAFF))
+    assert reply.kind is ReplyKind.BLOCKED
+    assert dns.message.from_wire(reply.wire).rcode() == dns.rcode.NXDOMAIN
+
+
+class SizedUpstream:
+    """Answers with one TXT record sized so that the reply is `size` octets long."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+
+    async def forward(self, q: Query) -> UpstreamAnswer:
+        reply = DNSRecord.parse(q.wire).reply()
+        rdlen = self.size - len(reply.pack()) - 2 - 10  # owner pointer, fixed fields
+        strings = ["x" * 255, "y" * (rdlen - 256 - 1)]  # a length octet before each
+        reply.add_answer(RR(q.qname, QTYPE.TXT, ttl=300, rdata=TXT(strings)))
+        wire = bytes(reply.pack())
+        assert len(wire) == self.size
+        return UpstreamAnswer(wire, scan_response(wire), "fake")
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(("size", "truncated"), [(512, False), (513, True)])
+async def test_a_forwarded_reply_of_512_octets_fits_udp(size: int, truncated: bool) -> None:
+    """512 octets is the limit without EDNS, not past it (the chain's '>' before
+    truncate_for is only a shortcut: truncate_for's own '<=' decides)."""
+    resolver = Resolver(
+        build_policy(parse_config(SAME, "chain.yaml", None), [APPS]),
+        ZoneRouter(SizedUpstream(size), {}),
+        None,
+        lambda: 50.0,
+    )
+    reply = await _reply(resolver, _query(STAFF, "www.example.test"))
+    assert reply.kind is ReplyKind.FORWARDED
+    assert bool(dns.message.from_wire(reply.wire).flags & dns.flags.TC) is truncated
+    assert len(reply.wire) == (size if not truncated else len(reply.wire))
+    assert len(reply.wire) <= 512
+    assert len(dns.message.from_wire(reply.wire).answer) == (0 if truncated else 1)
+
+
+def _rd0_query(client: str, qname: str, edns: bool) -> Query:
+    message = dns.message.make_query(qname, "A", use_edns=0 if edns else False)
+    message.flags &= ~dns.flags.RD
+    return parse_query(message.to_wire(), (client, 5353), Transport.UDP)
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("edns", [False, True], ids=["plain", "edns"])
+async def test_rd0_from_the_cache_policy(edns: bool) -> None:
+    """non_recursive: cache answers RD=0 from the cache, blocks listed names, and refuses
+    what is not cached with EDE 18 saying so (with EDNS)."""
+    config = parse_config(
+        SAME.replace("lists: [apps]}", "lists: [apps], non_recursive: cache}"), "c.yaml", None
+    )
+    resolver = Resolver(
+        build_policy(config, [APPS]), ZoneRouter(Upstream(), {}), AnswerCache(100), lambda: 50.0
+    )
+    refused = await _reply(resolver, _rd0_query(STAFF, "www.example.test", edns))
+    assert refused.kind is ReplyKind.REFUSED
+    options = dns.message.from_wire(refused.wire).options
+    if edns:
+        assert [(o.code, o.text) for o in options] == [
+            (dns.edns.EDECode.PROHIBITED, "RD=0 is answered from the cache only; not cached")
+        ]
+    else:
+        assert list(options) == []
+    blocked = await _reply(resolver, _rd0_query(STAFF, "www.tok.example", edns))
+    assert (blocked.kind, blocked.verdict.list_name) == (ReplyKind.BLOCKED, "apps")
+    await _reply(resolver, _query(STAFF, "www.example.test"))
+    cached = await _reply(resolver, _rd0_query(STAFF, "www.example.test", edns))
+    assert cached.kind is ReplyKind.CACHED
+    assert dns.message.from_wire(cached.wire).answer[0].to_text() == (
+        "www.example.test. 300 IN A 192.0.2.1"
+    )
