@@ -3,6 +3,9 @@ when every network enforces the same lists."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any, cast
+
 import dns.edns
 import dns.flags
 import dns.message
@@ -12,11 +15,11 @@ from dnslib import QTYPE, RR, TXT, DNSRecord
 
 from dnsfilter.blocking import BlockMode
 from dnsfilter.cache import AnswerCache
-from dnsfilter.config import parse_config
+from dnsfilter.config import HostPort, UpstreamServer, parse_config
 from dnsfilter.lists.model import BlockList, Category, DomainEntry
 from dnsfilter.policy import Action, DomainTable, Verdict, build_policy
 from dnsfilter.resolver import Reply, ReplyKind, Resolver, ZoneRouter
-from dnsfilter.upstream import UpstreamAnswer
+from dnsfilter.upstream import FirstTry, UpstreamAnswer, UpstreamGroup
 from dnsfilter.wire import Query, Transport, parse_query, scan_response
 
 APPS = BlockList(
@@ -297,3 +300,87 @@ async def test_rd0_from_the_cache_policy(edns: bool) -> None:
     assert dns.message.from_wire(cached.wire).answer[0].to_text() == (
         "www.example.test. 300 IN A 192.0.2.1"
     )
+
+
+class HeldGroup:
+    """A real UpstreamGroup (Resolver.start takes its callback path only for that exact
+    type) whose first try is held: the test settles it with done() when it likes."""
+
+    def __init__(self) -> None:
+        self.group = UpstreamGroup([UpstreamServer(HostPort("192.0.2.1", 53))], 1.0, 30)
+        self.tries: list[tuple[Query, Callable[[UpstreamAnswer | None, FirstTry | None], None]]]
+        self.tries = []
+        self.group.start = self._start  # type: ignore[method-assign]
+
+    def _start(
+        self, q: Query, done: Callable[[UpstreamAnswer | None, FirstTry | None], None]
+    ) -> bool:
+        self.tries.append((q, done))
+        return True
+
+
+def _held_resolver(held: HeldGroup) -> Resolver:
+    config = parse_config(SAME, "chain.yaml", None)
+    return Resolver(
+        build_policy(config, [APPS]),
+        ZoneRouter(cast(Any, held.group), {}),
+        AnswerCache(100),
+        lambda: 50.0,
+        max_waiters=1,
+    )
+
+
+def _a_answer(q: Query) -> UpstreamAnswer:
+    reply = DNSRecord.parse(q.wire).reply()
+    reply.add_answer(*RR.fromZone(f"{q.qname}. 300 A 192.0.2.1"))
+    wire = bytes(reply.pack())
+    return UpstreamAnswer(wire, scan_response(wire), "192.0.2.1:53")
+
+
+def test_start_answers_by_callback_and_shares_the_answer_with_a_waiter() -> None:
+    held = HeldGroup()
+    resolver = _held_resolver(held)
+    replies: list[tuple[str, Reply]] = []
+    fallbacks: list[FirstTry | None] = []
+    leader, waiter, third = (_query(STAFF, "www.example.test") for _ in range(3))
+
+    def on_reply(name: str) -> Callable[[Reply], None]:
+        return lambda reply: replies.append((name, reply))
+
+    for name, q in (("leader", leader), ("waiter", waiter), ("third", third)):
+        verdict = resolver.answer_now(q)
+        assert isinstance(verdict, Verdict)
+        resolver.start(q, verdict, on_reply(name), fallbacks.append)
+    # One try upstream; the waiter joined; past max_waiters (1) the third got SERVFAIL.
+    assert [q for q, _ in held.tries] == [leader]
+    assert [(n, r.kind) for n, r in replies] == [("third", ReplyKind.SERVFAIL)]
+    assert resolver._coalesced == {"joined": 1, "refused": 1}
+    held.tries[0][1](_a_answer(leader), None)
+    # The flight lands (waking its waiters) before the leader's own reply goes out.
+    assert [(n, r.kind) for n, r in replies[1:]] == [
+        ("waiter", ReplyKind.FORWARDED),
+        ("leader", ReplyKind.FORWARDED),
+    ]
+    for (_, reply), q in zip(replies[1:], (waiter, leader), strict=True):
+        message = dns.message.from_wire(reply.wire)
+        assert message.id == q.id
+        assert message.answer[0].to_text() == "www.example.test. 300 IN A 192.0.2.1"
+        assert reply.verdict.network == "staff"
+    assert fallbacks == []
+    hit = resolver.answer_now(_query(STAFF, "www.example.test"))
+    assert isinstance(hit, Reply) and hit.kind is ReplyKind.CACHED
+
+
+def test_start_hands_an_unsettled_first_try_to_the_fallback() -> None:
+    held = HeldGroup()
+    resolver = _held_resolver(held)
+    q = _query(STAFF, "www.example.test")
+    verdict = resolver.answer_now(q)
+    assert isinstance(verdict, Verdict)
+    replies: list[Reply] = []
+    fallbacks: list[FirstTry | None] = []
+    resolver.start(q, verdict, replies.append, fallbacks.append)
+    first = FirstTry(held.group.servers[0], 1.0, "192.0.2.1:53: SERVFAIL")
+    held.tries[0][1](None, first)
+    assert replies == []
+    assert fallbacks == [first]
