@@ -16,9 +16,11 @@ from dnslib import QTYPE, RR, TXT, DNSRecord
 from dnsfilter.blocking import BlockMode
 from dnsfilter.cache import AnswerCache
 from dnsfilter.config import HostPort, UpstreamServer, parse_config
+from dnsfilter.errors import UpstreamTimeout
 from dnsfilter.lists.model import BlockList, Category, DomainEntry
+from dnsfilter.metrics import UpstreamStats
 from dnsfilter.policy import Action, DomainTable, Verdict, build_policy
-from dnsfilter.resolver import Reply, ReplyKind, Resolver, ZoneRouter
+from dnsfilter.resolver import Reply, ReplyKind, Resolver, ZoneRouter, build_resolver
 from dnsfilter.upstream import FirstTry, UpstreamAnswer, UpstreamGroup
 from dnsfilter.wire import Query, Transport, parse_query, scan_response
 
@@ -168,6 +170,18 @@ async def test_cache_counts_only_what_it_could_have_answered(config_text: str) -
 
 # ---------------------------------------------------------------------------------------
 # What the mutation run found untested in the chain (scripts/mutation.sh)
+
+
+class FailingUpstream(Upstream):
+    """Upstream, until failing is set: then every query times out."""
+
+    failing = False
+
+    async def forward(self, q: Query) -> UpstreamAnswer:
+        if self.failing:
+            self.calls += 1
+            raise UpstreamTimeout("192.0.2.1:53: timed out")
+        return await super().forward(q)
 
 
 class CnameUpstream:
@@ -384,3 +398,54 @@ def test_start_hands_an_unsettled_first_try_to_the_fallback() -> None:
     held.tries[0][1](None, first)
     assert replies == []
     assert fallbacks == [first]
+
+
+BUILT = """
+upstream: {servers: ["192.0.2.53:53"]}
+forward_zones: {corp.test: ["192.0.2.54:53"]}
+lists: {apps: {file: apps.yaml}}
+networks: {staff: [10.1.0.0/16]}
+policies: {strict: {networks: [staff], lists: [apps]}}
+cache: {serve_stale: SERVE, stale_max_age: 600, stale_ttl: 20}
+"""
+
+
+@pytest.mark.parametrize(
+    ("serve_stale", "stale_max_age", "stale_ttl"), [("true", 600, 20), ("false", 0, 0)]
+)
+def test_build_resolver_wires_the_config_and_the_stats_in(
+    serve_stale: str, stale_max_age: int, stale_ttl: int
+) -> None:
+    config = parse_config(BUILT.replace("SERVE", serve_stale), "built.yaml", None)
+    stats = UpstreamStats()
+    resolver = build_resolver(config, [APPS], upstream_stats=stats)
+    assert resolver.cache is not None
+    assert (resolver.cache.stale_max_age, resolver.stale_ttl) == (stale_max_age, stale_ttl)
+    assert [str(group) for group in resolver.groups] == ["192.0.2.53:53", "192.0.2.54:53"]
+    assert all(group.stats is stats for group in resolver.groups)
+    assert resolver._coalesced is stats.coalesced
+    assert resolver.router.upstream_for("a.corp.test") is resolver.groups[1]
+    assert resolver.router.upstream_for("a.example.test") is resolver.groups[0]
+
+
+@pytest.mark.asyncio
+async def test_a_stale_answer_carries_the_clients_verdict() -> None:
+    """Served stale after a failed refresh, and again within stale_ttl without asking."""
+    now = [50.0]
+    upstream = FailingUpstream()
+    resolver = Resolver(
+        build_policy(parse_config(SAME, "chain.yaml", None), [APPS]),
+        ZoneRouter(upstream, {}),
+        AnswerCache(100, stale_max_age=600),
+        lambda: now[0],
+        stale_ttl=20,
+    )
+    assert (await _reply(resolver, _query(STAFF, "www.example.test"))).kind is ReplyKind.FORWARDED
+    now[0] += 400
+    upstream.failing = True
+    for _ in range(2):
+        reply = await _reply(resolver, _query(GUEST, "www.example.test"))
+        assert reply.kind is ReplyKind.STALE
+        assert reply.verdict.network == "guests"
+        assert dns.message.from_wire(reply.wire).answer[0].ttl == 20
+    assert upstream.calls == 2
