@@ -15,6 +15,14 @@
 #   MUTATION_KEEP=1   keep mutants/ from the last run (reuses the test-coverage stats); by default
 #                     it is deleted so that new tests and changed sources are always picked up
 # See `mutmut show NAME` for a mutant's diff and `mutmut apply NAME` to try it by hand.
+#
+# Leave tests/ alone while it runs: mutmut copies tests/ into mutants/ again at every
+# module's run, and a test that fails there stops the run (run it from an exported copy,
+# `git archive HEAD | tar -x -C DIR`, to go on working meanwhile). mutmut only sees code
+# that runs during a test: objects built at import time (module-level policies, memo
+# tables filled before its workers fork) hide their constructors' mutants.
+# Runtime: about 3 minutes to generate the ~4,100 mutants and collect coverage, then the
+# budget per module; MUTATION_SAMPLE=60 MUTATION_BUDGET=5 takes about 23 minutes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
