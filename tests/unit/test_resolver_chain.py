@@ -16,7 +16,7 @@ from dnslib import QTYPE, RR, TXT, DNSRecord
 from dnsfilter.blocking import BlockMode
 from dnsfilter.cache import AnswerCache
 from dnsfilter.config import HostPort, UpstreamServer, parse_config
-from dnsfilter.errors import UpstreamTimeout
+from dnsfilter.errors import UpstreamError, UpstreamTimeout
 from dnsfilter.lists.model import BlockList, Category, DomainEntry
 from dnsfilter.metrics import UpstreamStats
 from dnsfilter.policy import Action, DomainTable, Verdict, build_policy
@@ -449,3 +449,48 @@ async def test_a_stale_answer_carries_the_clients_verdict() -> None:
         assert reply.verdict.network == "guests"
         assert dns.message.from_wire(reply.wire).answer[0].ttl == 20
     assert upstream.calls == 2
+
+
+class RaisingUpstream:
+    def __init__(self, error: UpstreamError) -> None:
+        self.error = error
+
+    async def forward(self, q: Query) -> UpstreamAnswer:
+        raise self.error
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    ("error", "code", "text"),
+    [
+        pytest.param(
+            UpstreamTimeout("192.0.2.1:53: timed out"),
+            dns.edns.EDECode.NO_REACHABLE_AUTHORITY,
+            "no upstream answered in time",
+            id="timeout",
+        ),
+        pytest.param(
+            UpstreamError("192.0.2.1:53: REFUSED"),
+            dns.edns.EDECode.NETWORK_ERROR,
+            "no upstream answered",
+            id="refused",
+        ),
+    ],
+)
+@pytest.mark.parametrize("edns", [False, True], ids=["plain", "edns"])
+async def test_servfail_says_why_with_edns(
+    error: UpstreamError, code: dns.edns.EDECode, text: str, edns: bool
+) -> None:
+    resolver = Resolver(
+        build_policy(parse_config(SAME, "chain.yaml", None), [APPS]),
+        ZoneRouter(RaisingUpstream(error), {}),
+        AnswerCache(100),
+        lambda: 50.0,
+    )
+    wire = dns.message.make_query("www.example.test", "A", use_edns=0 if edns else False)
+    reply = await _reply(resolver, parse_query(wire.to_wire(), (STAFF, 5353), Transport.UDP))
+    assert reply.kind is ReplyKind.SERVFAIL
+    message = dns.message.from_wire(reply.wire)
+    assert message.rcode() == dns.rcode.SERVFAIL
+    options = [(o.code, o.text) for o in message.options]
+    assert options == ([(code, text)] if edns else [])
