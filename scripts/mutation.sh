@@ -78,7 +78,8 @@ EOF
 }
 
 # killed / tried / total for a module, then the survivors (timeouts count as killed, as in
-# mutmut's own badge; "no tests" mutants count as tried and not killed).
+# mutmut's own badge; "no tests" mutants count as tried and not killed). Survivors listed
+# in scripts/mutation-equivalent.txt are counted apart, with the score without them.
 tally() {
   .venv/bin/python - "$1" <<'EOF'
 import json, sys
@@ -87,16 +88,30 @@ from mutmut.stats import status_by_exit_code
 module = sys.argv[1]
 with open(f"mutants/dnsfilter/{module}.py.meta") as f:
     codes = json.load(f)["exit_code_by_key"]
+equivalent = {}
+with open("scripts/mutation-equivalent.txt") as f:
+    for line in f:
+        if line.strip() and not line.startswith("#"):
+            name, _, reason = line.strip().partition("  ")
+            equivalent[name] = reason
 status = {name: status_by_exit_code[code] for name, code in codes.items()}
+for name, s in status.items():
+    if s == "survived" and name in equivalent:
+        status[name] = "equivalent"
 counts = Counter(status.values())
 tried = len(codes) - counts["not checked"]
 killed = counts["killed"] + counts["timeout"] + counts["caught by type check"]
 score = f"{100 * killed / tried:.1f} %" if tried else "-"
-print(f"{module}: killed {killed} / tried {tried} ({score}); {len(codes)} mutants in all;"
+real = tried - counts["equivalent"]
+without = f"{100 * killed / real:.1f} %" if real else "-"
+print(f"{module}: killed {killed} / tried {tried} ({score}; {without} without"
+      f" {counts['equivalent']} equivalent); {len(codes)} mutants in all;"
       f" survived {counts['survived']}, no tests {counts['no tests']},"
       f" timeout {counts['timeout']}, suspicious {counts['suspicious']}")
-for name in sorted(n for n, s in status.items() if s in ("survived", "no tests", "suspicious")):
-    print(f"    {status[name]}: {name}")
+shown = ("survived", "no tests", "suspicious", "equivalent")
+for name in sorted(n for n, s in status.items() if s in shown):
+    note = f"  ({equivalent[name]})" if status[name] == "equivalent" else ""
+    print(f"    {status[name]}: {name}{note}")
 EOF
 }
 
