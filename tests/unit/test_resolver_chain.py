@@ -4,6 +4,7 @@ when every network enforces the same lists."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, cast
 
 import dns.edns
@@ -16,7 +17,7 @@ from dnslib import QTYPE, RR, TXT, DNSRecord
 from dnsfilter.blocking import BlockMode
 from dnsfilter.cache import AnswerCache
 from dnsfilter.config import HostPort, UpstreamServer, parse_config
-from dnsfilter.errors import UpstreamError, UpstreamTimeout
+from dnsfilter.errors import ConfigError, UpstreamError, UpstreamTimeout
 from dnsfilter.lists.model import BlockList, Category, DomainEntry
 from dnsfilter.metrics import UpstreamStats
 from dnsfilter.policy import Action, DomainTable, Verdict, build_policy
@@ -494,3 +495,34 @@ async def test_servfail_says_why_with_edns(
     assert message.rcode() == dns.rcode.SERVFAIL
     options = [(o.code, o.text) for o in message.options]
     assert options == ([(code, text)] if edns else [])
+
+
+RESOLV = """
+upstream: {resolv_conf: PATH}
+server: {listen: ["127.0.0.1:53"]}
+lists: {apps: {file: apps.yaml}}
+networks: {staff: [10.1.0.0/16]}
+policies: {strict: {networks: [staff], lists: [apps]}}
+"""
+
+
+def test_without_servers_the_upstreams_come_from_resolv_conf_but_never_ourselves(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "resolv.conf"
+    path.write_text("nameserver 127.0.0.1\nnameserver 192.0.2.7\nsearch example.test\n")
+    config = parse_config(RESOLV.replace("PATH", str(path)), "r.yaml", None)
+    assert [str(group) for group in build_resolver(config, [APPS]).groups] == ["192.0.2.7:53"]
+    path.write_text("nameserver 127.0.0.1\n")
+    with pytest.raises(ConfigError) as only_us:
+        build_resolver(config, [APPS])
+    assert only_us.value.problems == [
+        f"{path}: no usable nameserver (none, or only ourselves); "
+        "set upstream.servers or --upstream"
+    ]
+    path.unlink()
+    with pytest.raises(ConfigError) as missing:
+        build_resolver(config, [APPS])
+    assert missing.value.problems == [
+        f"{path}: cannot read (No such file or directory); set upstream.servers or --upstream"
+    ]
