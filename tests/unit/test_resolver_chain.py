@@ -526,3 +526,23 @@ def test_without_servers_the_upstreams_come_from_resolv_conf_but_never_ourselves
     assert missing.value.problems == [
         f"{path}: cannot read (No such file or directory); set upstream.servers or --upstream"
     ]
+
+
+def test_a_bug_while_storing_an_answer_costs_one_servfail(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An answer that breaks _store (here: no scan) is a bug: logged, and SERVFAIL."""
+    held = HeldGroup()
+    resolver = _held_resolver(held)
+    q = _query(STAFF, "www.example.test")
+    verdict = resolver.answer_now(q)
+    assert isinstance(verdict, Verdict)
+    replies: list[Reply] = []
+    resolver.start(q, verdict, replies.append, lambda first: None)
+    broken = UpstreamAnswer(_a_answer(q).wire, cast(Any, None), "192.0.2.1:53")
+    held.tries[0][1](broken, None)
+    assert [r.kind for r in replies] == [ReplyKind.SERVFAIL]
+    message = dns.message.from_wire(replies[0].wire)
+    assert (message.id, message.rcode()) == (q.id, dns.rcode.SERVFAIL)
+    assert message.question[0].to_text() == "www.example.test. IN A"
+    assert [r.getMessage() for r in caplog.records] == ["resolving www.example.test failed"]
