@@ -11,6 +11,9 @@
 #                     and only the mutants it finished count
 #   MUTATION_SAMPLE   try at most this many mutants per module, spread evenly over the module
 #                     (sorted by name, every k-th); unset or 0 tries them all
+#   MUTATION_SAMPLE_OFFSET  start the sample this many names further on (default 0): another
+#                     sample of the same size, to check that killing one sample's survivors
+#                     carried over to the rest
 #   MUTATION_WORKERS  mutmut worker processes (default 1; the CI machines have two cores)
 #   MUTATION_KEEP=1   keep mutants/ from the last run (reuses the test-coverage stats); by default
 #                     it is deleted so that new tests and changed sources are always picked up
@@ -28,6 +31,7 @@ cd "$(dirname "$0")/.."
 
 BUDGET_MIN="${MUTATION_BUDGET:-20}"
 SAMPLE="${MUTATION_SAMPLE:-0}"
+OFFSET="${MUTATION_SAMPLE_OFFSET:-0}"
 WORKERS="${MUTATION_WORKERS:-1}"
 ALL_MODULES=(wire cache policy blocking resolver lists/model lists/export)
 if (($#)); then MODULES=("$@"); else MODULES=("${ALL_MODULES[@]}"); fi
@@ -60,15 +64,16 @@ fi
 # Prints the mutants to try for a module, and forgets any earlier result for them, so that a
 # run cut short by the budget counts only what this run tried.
 select_mutants() {
-  .venv/bin/python - "$1" "$SAMPLE" <<'EOF'
+  .venv/bin/python - "$1" "$SAMPLE" "$OFFSET" <<'EOF'
 import json, sys
 meta_path, sample = f"mutants/dnsfilter/{sys.argv[1]}.py.meta", int(sys.argv[2])
+offset = int(sys.argv[3])
 with open(meta_path) as f:
     meta = json.load(f)
 names = sorted(meta["exit_code_by_key"])
 if sample and sample < len(names):
     step = len(names) / sample
-    names = [names[int(i * step)] for i in range(sample)]
+    names = [names[(int(i * step) + offset) % len(names)] for i in range(sample)]
 for name in names:
     meta["exit_code_by_key"][name] = None
 with open(meta_path, "w") as f:
