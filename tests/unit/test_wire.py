@@ -1169,6 +1169,16 @@ _ANSWER_A = rr(b"\xc0\x0c", 1, 60, bytes(4))
             id="record-header-cut",
         ),
         pytest.param(
+            header(flags=QR, ancount=1) + question() + b"\xc0\x21" + _ANSWER_A[2:],
+            "compression pointer does not point backwards",
+            id="owner-pointer-to-itself",
+        ),
+        pytest.param(
+            header(flags=QR, ancount=1) + question() + b"\xc1\x00" + _ANSWER_A[2:],
+            "compression pointer does not point backwards",
+            id="owner-pointer-forward",
+        ),
+        pytest.param(
             header(flags=QR, ancount=1) + question() + b"\xc0",
             "compression pointer runs past the end",
             id="owner-pointer-cut",
@@ -1446,7 +1456,7 @@ def test_a_tsig_record_that_is_not_the_last_is_formerr() -> None:
     # Move the TSIG before an extra record: bump ARCOUNT and append a dummy A record.
     data[11] += 1
     data += b"\x00\x00\x01\x00\x01\x00\x00\x00\x00\x00\x04\x01\x02\x03\x04"
-    with pytest.raises(FormatError, match="TSIG"):
+    with pytest.raises(FormatError, match=r"^TSIG record is not the last one$"):
         parse_query(bytes(data), CLIENT, Transport.UDP)
 
 
