@@ -99,3 +99,34 @@ def test_a_big_table_of_many_lists_keeps_every_bit(count: int) -> None:
     assert table.match(f"ok.n0.l{count - 1}.test", table.mask([last])) is None
     assert table.match("allowed.n1.l0.test", table.mask(["l0"])) is None
     assert table.match("n1.l0.test", table.mask(["l0"])) == (0, "n1.l0.test")
+
+
+class _CountingTable(dict[int, int]):
+    def __init__(self, table: dict[int, int]) -> None:
+        super().__init__(table)
+        self.lookups = 0
+
+    def get(self, key: int, default: int | None = None) -> int | None:  # type: ignore[override]
+        self.lookups += 1
+        return super().get(key, default)
+
+
+@pytest.mark.parametrize(
+    ("qname", "lookups"),
+    [
+        pytest.param("a.b.c.www.tok.example", 2, id="deep-name"),
+        pytest.param("www.tok.example", 2, id="entry-depth"),
+        pytest.param("tok.example", 1, id="shallowest-entry"),
+        pytest.param("example", 0, id="shallower-than-every-entry"),
+    ],
+)
+def test_a_name_is_looked_up_only_at_the_depths_entries_have(qname: str, lookups: int) -> None:
+    """Entries of 2 and 3 labels: a name is looked up at its 3- and 2-label suffixes only."""
+    table = DomainTable([_list("apps", ["tok.example", "cdn.tok.example"])])
+    assert isinstance(table._table, dict)
+    counting = table._table = _CountingTable(table._table)
+    table.match(qname, table.mask(["apps"]))
+    assert counting.lookups == lookups
+    counting.lookups = 0
+    table.blocking_bits(qname)
+    assert counting.lookups == lookups
