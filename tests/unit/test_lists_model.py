@@ -17,6 +17,7 @@ from dnsfilter.lists.model import (
     Role,
     entries_with_modes,
     entry_names,
+    role_counts,
     select_roles,
 )
 
@@ -79,3 +80,8 @@ def test_select_roles_drops_the_networks_without_backend_even_when_every_entry_s
     assert (telemetry.domains, telemetry.networks) == (TUPLE, ())
     assert select_roles(blocklist, frozenset({Role.BACKEND})) is blocklist
     assert select_roles(blocklist, ROLES) is blocklist
+
+
+def test_role_counts_of_a_text_list_are_all_none() -> None:
+    assert role_counts(BlockList("a", "a.txt", domains=_entries())) == {"none": 3}
+    assert role_counts(BlockList("a", "a.txt", domains=LineEntries([], array("I")))) == {}
