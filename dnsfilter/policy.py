@@ -268,7 +268,8 @@ class DomainTable:
         self._max_labels = max(depths, default=-1) + 1
         capacity = sum(len(names) for names, _ in groups)
         self._table: dict[int, int] | PackedTable
-        if capacity > PACKED_ABOVE:
+        # The packed table holds 64-bit values: 32 lists or more (2n + 1 bits) stay in a dict.
+        if capacity > PACKED_ABOVE and self._allow_bit.bit_length() <= 64:
             self._table = PackedTable([(map(hash, n), bits) for n, bits in groups], capacity)
         else:
             table: dict[int, int] = {}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 
 import dns.edns
 import dns.flags
@@ -14,6 +14,7 @@ import dns.rdatatype
 import dns.rdtypes.ANY.SOA
 import pytest
 
+from dnsfilter import blocking
 from dnsfilter.blocking import BlockAnswers, BlockMode
 from dnsfilter.wire import QType, Query, Transport, parse_query
 from tests.vectors import CD, DO, RD, WWW_EXAMPLE_COM_MIXED, opt_rr, query
@@ -141,6 +142,10 @@ def test_reply_per_mode_and_qtype(
         pytest.param(BlockMode.REFUSED, BlockMode.NODATA, A, NODATA, id="refused-entry-nodata"),
         pytest.param(BlockMode.NODATA, BlockMode.REFUSED, MX, REFUSE, id="nodata-entry-refused"),
         pytest.param(BlockMode.NODATA, None, A, NODATA, id="no-override"),
+        # A sinkhole entry in a policy of another mode has no addresses to give: NODATA.
+        pytest.param(
+            BlockMode.NXDOMAIN, BlockMode.SINKHOLE, A, NODATA, id="nxdomain-entry-sinkhole-A"
+        ),
     ],
 )
 def test_entry_mode_overrides_policy(
@@ -253,3 +258,36 @@ def test_reused_reply_shapes_match_fresh_ones() -> None:
         q = make_query(qtype, edns, do, flags)
         fresh = BlockAnswers(BlockMode.SINKHOLE, TTL, SINK4, None)
         assert shared.reply(q, name, mode) == fresh.reply(q, name, mode)
+
+
+def test_null_records_for_overrides_are_built_per_ttl_on_first_use(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The module's null records start empty here: a mutation run forks after every test
+    ran once, and records built then would hide a broken builder."""
+    monkeypatch.setattr(blocking, "_NULL_A", blocking._NullRecords(QType.A, 4))
+    monkeypatch.setattr(blocking, "_NULL_AAAA", blocking._NullRecords(QType.AAAA, 16))
+    answers = BlockAnswers(BlockMode.NXDOMAIN, 777)
+    for qtype, expect in ((A, NULL_A), (AAAA, NULL_AAAA)):
+        q = make_query(qtype, edns=False)
+        check(answers.reply(q, "l", BlockMode.NULL), q, expect, 777, "l")
+    assert list(blocking._NULL_A) == [777]
+
+
+def test_each_reply_shape_is_built_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Types other than A and AAAA share one shape; a shape is built on first use only."""
+    built: list[int] = []
+    make = BlockAnswers._make
+
+    def counting_make(
+        self: BlockAnswers, qtype: int, name: str, mode: BlockMode | None, edns: bool, do: bool
+    ) -> Any:
+        built.append(qtype)
+        return make(self, qtype, name, mode, edns, do)
+
+    monkeypatch.setattr(BlockAnswers, "_make", counting_make)
+    answers = BlockAnswers(BlockMode.NULL, TTL)
+    for qtype in (A, A, MX, TXT, HTTPS, AAAA, A):
+        q = make_query(qtype, edns=False)
+        answers.reply(q, "l")
+    assert built == [A, MX, AAAA]

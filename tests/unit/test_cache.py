@@ -313,6 +313,24 @@ def test_ttl_policy_negative(soa: str, policy: TtlPolicy, lifetime: int) -> None
     assert served_ttls(render(entry, NOW)) == [lifetime]
 
 
+@pytest.mark.parametrize(
+    ("soa", "negative_ttl"),
+    [
+        pytest.param("60 IN SOA ns. a. 1 2 3 4 600", 60, id="soa-ttl-smaller"),
+        pytest.param("600 IN SOA ns. a. 1 2 3 4 60", 60, id="minimum-smaller"),
+    ],
+)
+def test_negative_ttl_caps_the_records_before_the_soa(soa: str, negative_ttl: int) -> None:
+    """RFC 2308 5: the negative TTL is min(SOA TTL, MINIMUM), and a CNAME to the missing
+    name is served no longer than the negative answer it leads to."""
+    wire = response(
+        ["www.example.com. 3600 IN CNAME gone.example.com."], [f"example.com. {soa}"], rcode=3
+    )
+    entry = cached(wire)
+    assert entry.expires_at - entry.stored_at == negative_ttl
+    assert served_ttls(render(entry, NOW)) == [negative_ttl, negative_ttl]
+
+
 # ---------------------------------------------------------------------------------------
 # CacheEntry.reply: TTLs counted down, the client's own header and question
 
@@ -436,6 +454,20 @@ def test_hit_renderings_follow_the_age() -> None:
     ]:
         assert cache.get(key("a"), NOW + age) is entry
         assert served_ttls(render(entry, NOW + age)) == ttls
+
+
+def test_a_hit_entry_renders_once_per_second_of_age() -> None:
+    """The rendering of an age is kept for that second: the same bytes object, not a copy."""
+    cache = AnswerCache(10)
+    entry = cached(_TWO_A)
+    cache.put(key("a"), entry)
+    assert cache.get(key("a"), NOW + 10.2) is entry
+    first = entry.body_at(NOW + 10.2)
+    assert entry.body_at(NOW + 10.7) is first
+    assert entry.body_at(NOW + 10.0) is first
+    later = entry.body_at(NOW + 11.0)
+    assert later is not first and later != first
+    assert entry.body_at(NOW + 11.9) is later
 
 
 @pytest.mark.parametrize("now", [0.0, 12345.678901, 8.6e6 + 0.123456789])

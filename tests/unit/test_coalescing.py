@@ -13,7 +13,7 @@ from dnsfilter.cache import AnswerCache, CacheKey
 from dnsfilter.config import parse_config
 from dnsfilter.errors import UpstreamTimeout
 from dnsfilter.metrics import UpstreamStats
-from dnsfilter.policy import Verdict, build_policy
+from dnsfilter.policy import Action, Verdict, build_policy
 from dnsfilter.resolver import Reply, ReplyKind, Resolver, ZoneRouter
 from dnsfilter.upstream import UpstreamAnswer
 from dnsfilter.wire import Query, Transport, parse_query, scan_response
@@ -122,6 +122,8 @@ async def test_waiters_of_a_failed_refresh_get_the_stale_answer() -> None:
     replies = await _resolve_all(resolver, [_query(n) for n in range(3)], upstream.release)
     assert upstream.calls == 2
     assert [r.kind for r in replies] == [ReplyKind.STALE] * 3
+    # Each waiter's reply carries its own verdict, as the leader's does.
+    assert [r.verdict.action for r in replies] == [Action.ALLOW] * 3
 
 
 @pytest.mark.parametrize("max_waiters", [1, 3])

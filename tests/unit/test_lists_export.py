@@ -387,6 +387,32 @@ def test_sinkhole_mode_uses_the_policy_addresses_and_nodata_for_a_missing_family
     assert _body(ExportFormat.HOSTS, export) == ["192.0.2.99 x.test"]
 
 
+def test_sinkhole_mode_with_only_an_ipv6_address() -> None:
+    export = Export(
+        (BlockList("a", "a", domains=(entry("x.test"),)),),
+        mode=BlockMode.SINKHOLE,
+        ttl=30,
+        sinkhole_ipv6=ipaddress.IPv6Address("2001:db8::99"),
+        generated=GENERATED,
+    )
+    assert _body(ExportFormat.UNBOUND, export) == [
+        "server:",
+        '\tlocal-zone: "x.test." redirect',
+        '\tlocal-data: "x.test. 30 IN AAAA 2001:db8::99"',
+    ]
+    assert _body(ExportFormat.DNSMASQ, export) == ["address=/x.test/2001:db8::99", "local=/x.test/"]
+    assert _body(ExportFormat.HOSTS, export) == ["2001:db8::99 x.test"]
+
+
+def test_nftables_without_lists_is_its_header_alone() -> None:
+    text = render(ExportFormat.NFTABLES, Export((), generated=GENERATED))
+    lines = text.splitlines()
+    assert lines[0] == "#!/usr/sbin/nft -f"
+    assert len(lines) > 1
+    assert all(line == "#" or line.startswith("# ") for line in lines[1:])
+    assert text.endswith("\n") and not text.endswith("\n\n")
+
+
 def test_refused_mode_per_format() -> None:
     export = Export(
         (BlockList("a", "a", domains=(entry("x.test"),)),),
@@ -463,6 +489,13 @@ def test_export_from_config_takes_a_policys_lists_or_the_named_ones() -> None:
             ["apps", "gone"],
             "dnsfilter.yaml: no list 'gone' (lists: apps, other)",
             id="list",
+        ),
+        pytest.param(
+            "lists: {apps: {file: apps.yaml}}\n",
+            "nope",
+            [],
+            "dnsfilter.yaml: no policy 'nope' (policies: none)",
+            id="policy-without-policies",
         ),
     ],
 )

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import ipaddress
 from array import array
 
 import pytest
 
 from dnsfilter.blocking import BlockMode
 from dnsfilter.lists.model import (
+    ROLES,
     BlockList,
     DomainEntry,
     LineEntries,
+    NetworkEntry,
+    Role,
     entries_with_modes,
     entry_names,
+    role_counts,
+    select_roles,
 )
 
 NAMES = ["a.example", "b.example", "c.example"]
@@ -63,3 +69,19 @@ def test_entry_names_and_modes_of_either_form() -> None:
     assert list(entry_names(TUPLE)) == NAMES
     assert list(entries_with_modes(moded)) == [moded[1]]
     assert list(entries_with_modes(_entries())) == []
+
+
+def test_select_roles_drops_the_networks_without_backend_even_when_every_entry_stays() -> None:
+    """Networks are the backend's addresses: a selection without backend leaves them out,
+    also when no entry declares a role (so every entry is kept)."""
+    networks = (NetworkEntry(ipaddress.ip_network("192.0.2.0/24"), 3),)
+    blocklist = BlockList("a", "a.yaml", domains=TUPLE, networks=networks)
+    telemetry = select_roles(blocklist, frozenset({Role.TELEMETRY}))
+    assert (telemetry.domains, telemetry.networks) == (TUPLE, ())
+    assert select_roles(blocklist, frozenset({Role.BACKEND})) is blocklist
+    assert select_roles(blocklist, ROLES) is blocklist
+
+
+def test_role_counts_of_a_text_list_are_all_none() -> None:
+    assert role_counts(BlockList("a", "a.txt", domains=_entries())) == {"none": 3}
+    assert role_counts(BlockList("a", "a.txt", domains=LineEntries([], array("I")))) == {}
