@@ -353,7 +353,12 @@ class Resolver:
             if answer is None:
                 on_fallback(first)  # resolve(q, ...) leads the flight from here
                 return
-            if unfinished_target(answer.wire, answer.scan) is not None:
+            try:
+                unfinished = unfinished_target(answer.wire, answer.scan) is not None
+            except Exception as exc:  # a bug, settled as one: a SERVFAIL, logged
+                on_reply(self._settle_started(q, verdict, policy, answer, key, flight, exc))
+                return
+            if unfinished:
                 # The chain needs more upstream queries: a task's work from here.
                 chase = self._chase_started(q, verdict, policy, answer, key, flight, on_reply)
                 self._in_background(asyncio.get_running_loop().create_task(chase))
