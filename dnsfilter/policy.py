@@ -491,6 +491,14 @@ class Policy:
         trigger = inspection.triggers.get(index, "")
         return Verdict(Action.BLOCK, rule, meta.name, meta.category, trigger)
 
+    def blocks_every_chain_into(self, name: str) -> bool:
+        """Whether an answer with a CNAME to name is blocked for every network (by CNAME
+        inspection), so that no one needs what a query for name would bring."""
+        if not self.rules or not self.table:
+            return False
+        bits = self.table.blocking_bits(name)
+        return bool(bits) and all(bits & rule.cname_mask for rule in self.rules.values())
+
     def inspect(self, wire: bytes, scan: ResponseScan) -> Inspection:
         """Which lists an answer's CNAME targets and addresses fall into, for any rule."""
         cname_bits = address_bits = 0

@@ -406,16 +406,18 @@ class Resolver:
     ) -> None:
         failure = None
         try:
-            answer = await self._chased(q, answer)
+            answer = await self._chased(q, policy, answer)
         except Exception as exc:
             failure = exc
         on_reply(self._settle_started(q, verdict, policy, answer, key, flight, failure))
 
-    async def _chased(self, q: Query, answer: UpstreamAnswer) -> UpstreamAnswer:
+    async def _chased(self, q: Query, policy: Policy, answer: UpstreamAnswer) -> UpstreamAnswer:
         """answer with its CNAME/DNAME chain finished: while it ends at a name with nothing
         of the question's type and no negative proof (an authoritative upstream stops at
         its zone's edge), ask for that name where the router sends it and join the answers,
         as a recursive resolver does (RFC 1034 5.3.3). At most MAX_CHASES names, each once.
+        A name every network blocks the chain into is not asked for: inspection blocks the
+        answer as it stands, and the banned name never reaches an upstream.
 
         Raises UpstreamError when a target's upstream fails: half a chain is no answer."""
         asked: set[Labels] = set()
@@ -428,6 +430,8 @@ class Resolver:
             try:
                 then_q = parse_query(wire, q.client, q.transport)
             except WireError:  # not a name a query can carry: the answer stands
+                break
+            if policy.inspects and policy.blocks_every_chain_into(then_q.qname):
                 break
             then = await self.router.upstream_for(then_q.qname).forward(then_q)
             wire, scan = joined(answer.wire, then.wire)
@@ -604,7 +608,7 @@ class Resolver:
         else:  # only an UpstreamGroup makes first tries
             answer = await cast(UpstreamGroup, upstream).forward(q, first)
         if unfinished_target(answer.wire, answer.scan) is not None:
-            answer = await self._chased(q, answer)
+            answer = await self._chased(q, policy, answer)
         return self._store(q, policy, answer)
 
     def _store(self, q: Query, policy: Policy, answer: UpstreamAnswer) -> Stored:

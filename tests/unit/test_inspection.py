@@ -162,3 +162,26 @@ def test_packed_table_answers_as_the_dict_does(monkeypatch: pytest.MonkeyPatch) 
     for query in queries:
         assert packed.match(query, 0b11) == plain.match(query, 0b11), query
         assert packed.blocking_bits(query) == plain.blocking_bits(query), query
+
+
+def test_a_chain_is_blocked_for_everyone_only_when_every_policy_inspects_cnames() -> None:
+    """The chase skips a target only when no network could use its answer."""
+    uniform = parse_config(
+        """
+upstream: {servers: ["127.0.0.1:53"]}
+networks: {a: ["10.0.0.0/8"], b: ["10.1.0.0/16"]}
+lists: {chat: {file: chat.yaml}, video: {file: video.yaml}}
+policies:
+  all: {networks: [a], lists: [chat, video]}
+  chat: {networks: [b], lists: [chat]}
+""",
+        "cfg.yaml",
+        None,
+    )
+    everyone = build_policy(uniform, LISTS)
+    assert everyone.blocks_every_chain_into("cdn.chat.example")
+    assert not everyone.blocks_every_chain_into("ok.chat.example")  # the list's exception
+    assert not everyone.blocks_every_chain_into("video.example")  # network b may use it
+    assert not everyone.blocks_every_chain_into("www.example")
+    # Network c does not inspect CNAMEs: a chain into chat.example is its to follow.
+    assert not POLICY.blocks_every_chain_into("cdn.chat.example")
