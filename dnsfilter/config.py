@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TypeVar
 from urllib.parse import urlsplit
 
-from dnsfilter.blocking import BlockMode
+from dnsfilter.datapath.blocking import BlockMode
 from dnsfilter.errors import ConfigError
 from dnsfilter.lists.formats import FORMATS
 from dnsfilter.lists.model import ROLES, Role

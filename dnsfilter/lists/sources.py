@@ -33,11 +33,18 @@ from typing import TYPE_CHECKING, NamedTuple, TypeAlias
 from urllib.parse import SplitResult, urljoin, urlsplit
 
 from dnsfilter import __version__
+from dnsfilter.datapath.wire import (
+    HEADER_LEN,
+    QType,
+    Rcode,
+    make_query,
+    same_question,
+    scan_response,
+)
 from dnsfilter.errors import DnsFilterError, FormatError, ListError
 from dnsfilter.lists.formats import parse_list
 from dnsfilter.lists.model import BlockList
 from dnsfilter.names import suffixes
-from dnsfilter.wire import HEADER_LEN, QType, Rcode, make_query, same_question, scan_response
 
 if TYPE_CHECKING:
     from dnsfilter.config import Config, HostPort, UpstreamServer
@@ -224,7 +231,7 @@ def _read_stream_answer(sock: socket.socket, query: bytes, question: bytes) -> b
 
 def _tls_exchange(server: UpstreamServer, query: bytes, question: bytes, timeout: float) -> bytes:
     """One query over a new DNS-over-TLS connection, verified as the resolver verifies it."""
-    from dnsfilter.upstream import tls_context
+    from dnsfilter.datapath.upstream import tls_context
 
     try:
         context = tls_context(server)

@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import TypeVar
 
 from dnsfilter.config import Config
+from dnsfilter.datapath.policy import DomainTable
 from dnsfilter.errors import ListError
 from dnsfilter.lists import HostResolver, list_sources
 from dnsfilter.lists.model import BlockList, Role, role_counts
-from dnsfilter.policy import DomainTable
 
 _T = TypeVar("_T")
 

@@ -1,5 +1,5 @@
 """Audit stores that cannot be opened or written: DNS goes on, every event a store does not
-get is counted, and the store is tried again until it works (dnsfilter.querylog)."""
+get is counted, and the store is tried again until it works (dnsfilter.observe.querylog)."""
 
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ import pytest
 
 from dnsfilter.config import AuditConfig, parse_config
 from dnsfilter.errors import ConfigError
-from dnsfilter.metrics import AuditStats
-from dnsfilter.querylog import (
+from dnsfilter.observe.metrics import AuditStats
+from dnsfilter.observe.querylog import (
     AuditEvent,
     AuditLog,
     HashKey,

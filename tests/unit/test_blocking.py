@@ -1,4 +1,5 @@
-"""dnsfilter.blocking: the reply a blocked query gets in each mode, decoded with dnspython."""
+"""dnsfilter.datapath.blocking: the reply a blocked query gets in each mode, decoded with
+dnspython."""
 
 from __future__ import annotations
 
@@ -14,9 +15,9 @@ import dns.rdatatype
 import dns.rdtypes.ANY.SOA
 import pytest
 
-from dnsfilter import blocking
-from dnsfilter.blocking import BlockAnswers, BlockMode
-from dnsfilter.wire import QType, Query, Transport, parse_query
+from dnsfilter.datapath import blocking
+from dnsfilter.datapath.blocking import BlockAnswers, BlockMode
+from dnsfilter.datapath.wire import QType, Query, Transport, parse_query
 from tests.vectors import CD, DO, RD, WWW_EXAMPLE_COM_MIXED, opt_rr, query
 
 CLIENT = ("198.51.100.7", 40000)

@@ -1,4 +1,5 @@
-"""dnsfilter.budget: the descriptor limit split into shares, and connection slots per client."""
+"""dnsfilter.operate.budget: the descriptor limit split into shares, and connection slots per
+client."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ from typing import Any
 
 import pytest
 
-from dnsfilter.budget import (
+from dnsfilter.config import Config, MetricsConfig, ServerConfig, parse_config, with_overrides
+from dnsfilter.errors import ConfigError
+from dnsfilter.operate.budget import (
     BACKGROUND,
     RESERVED,
     ConnectionSlots,
@@ -16,8 +19,6 @@ from dnsfilter.budget import (
     plan_budget,
     raise_descriptor_limit,
 )
-from dnsfilter.config import Config, MetricsConfig, ServerConfig, parse_config, with_overrides
-from dnsfilter.errors import ConfigError
 
 CONFIG = parse_config(
     """

@@ -1,4 +1,5 @@
-"""dnsfilter.cache: what is cached for how long, how entries are served, keys, and eviction.
+"""dnsfilter.datapath.cache: what is cached for how long, how entries are served, keys, and
+eviction.
 
 Upstream responses are packed by dnslib (so names are compressed the way real servers do it);
 served replies are decoded with dnslib (TTLs record by record) and dnspython (flags, EDNS).
@@ -16,8 +17,8 @@ import dns.rcode
 import pytest
 from dnslib import EDNS0, QTYPE, RR, DNSHeader, DNSQuestion, DNSRecord, EDNSOption
 
-from dnsfilter import cache as cache_module
-from dnsfilter.cache import (
+from dnsfilter.datapath import cache as cache_module
+from dnsfilter.datapath.cache import (
     AnswerCache,
     CacheEntry,
     CacheKey,
@@ -26,7 +27,7 @@ from dnsfilter.cache import (
     make_entry,
     make_passthrough,
 )
-from dnsfilter.wire import opt_record, scan_response
+from dnsfilter.datapath.wire import opt_record, scan_response
 from tests.vectors import CD, RD, RESPONSE_CNAME_CHAIN, TC, question
 
 NOW = 1000.0

@@ -1,4 +1,4 @@
-"""dnsfilter.chase: which answers stop short of their chain's end, the question for the
+"""dnsfilter.datapath.chase: which answers stop short of their chain's end, the question for the
 target, and the joined answer (on literal messages, no sockets)."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import dns.rcode
 import dns.rrset
 import pytest
 
-from dnsfilter.chase import joined, target_query, unfinished_target
-from dnsfilter.wire import Transport, parse_query, scan_response
+from dnsfilter.datapath.chase import joined, target_query, unfinished_target
+from dnsfilter.datapath.wire import Transport, parse_query, scan_response
 
 
 def _answer(

@@ -1,4 +1,5 @@
-"""dnsfilter.resolver: identical misses wait on one upstream query and share its outcome."""
+"""dnsfilter.datapath.resolver: identical misses wait on one upstream query and share its
+outcome."""
 
 from __future__ import annotations
 
@@ -9,14 +10,14 @@ import dns.rcode
 import pytest
 from dnslib import QTYPE, RR, A, DNSRecord
 
-from dnsfilter.cache import AnswerCache, CacheKey
 from dnsfilter.config import parse_config
+from dnsfilter.datapath.cache import AnswerCache, CacheKey
+from dnsfilter.datapath.policy import Action, Verdict, build_policy
+from dnsfilter.datapath.resolver import Reply, ReplyKind, Resolver, ZoneRouter
+from dnsfilter.datapath.upstream import UpstreamAnswer
+from dnsfilter.datapath.wire import Query, Transport, parse_query, scan_response
 from dnsfilter.errors import UpstreamTimeout
-from dnsfilter.metrics import UpstreamStats
-from dnsfilter.policy import Action, Verdict, build_policy
-from dnsfilter.resolver import Reply, ReplyKind, Resolver, ZoneRouter
-from dnsfilter.upstream import UpstreamAnswer
-from dnsfilter.wire import Query, Transport, parse_query, scan_response
+from dnsfilter.observe.metrics import UpstreamStats
 
 pytestmark = pytest.mark.asyncio
 

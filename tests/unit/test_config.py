@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from dnsfilter.blocking import BlockMode
 from dnsfilter.config import (
     DEFAULT_CONFIG_NAME,
     CacheConfig,
@@ -29,6 +28,7 @@ from dnsfilter.config import (
     read_resolv_conf,
     with_overrides,
 )
+from dnsfilter.datapath.blocking import BlockMode
 from dnsfilter.errors import ConfigError
 from dnsfilter.lists.model import ROLES, Role
 

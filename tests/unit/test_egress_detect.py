@@ -7,11 +7,11 @@ import ipaddress
 import pytest
 
 from dnsfilter.config import RESERVED_NETWORK
+from dnsfilter.datapath.policy import NetworkMap
 from dnsfilter.egress.decode import PROTO_TCP, PROTO_UDP, Facts
 from dnsfilter.egress.detect import Detector, Event, EventKind
 from dnsfilter.egress.plan import EgressPlan, ListNetworks
 from dnsfilter.lists.model import BlockList, Category, DomainEntry, NetworkEntry
-from dnsfilter.policy import NetworkMap
 
 APPS = BlockList(
     "apps",

@@ -9,7 +9,7 @@ import sys
 CHECK = """
 import sys
 import dnsfilter.cli
-import dnsfilter.server
+import dnsfilter.datapath.server
 import dnsfilter.egress.cli, dnsfilter.egress.detect, dnsfilter.egress.monitor
 import dnsfilter.egress.nftables
 dnsfilter.cli._parser()

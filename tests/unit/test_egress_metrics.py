@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from dnsfilter import __version__
 from dnsfilter.config import HostPort
+from dnsfilter.datapath.policy import NetworkMap
 from dnsfilter.egress.decode import PROTO_TCP, PROTO_UDP, Facts, Skip
 from dnsfilter.egress.detect import Detector, Event, EventKind, event_labels
 from dnsfilter.egress.endpoint import StatusThread
@@ -25,9 +26,8 @@ from dnsfilter.egress.monitor import MonitorStats
 from dnsfilter.egress.plan import EgressPlan, ListNetworks
 from dnsfilter.egress.sink import AuditSink, MetricSink
 from dnsfilter.lists.model import BlockList, Category, DomainEntry, NetworkEntry
-from dnsfilter.metrics import MonitorMetrics
-from dnsfilter.policy import NetworkMap
-from dnsfilter.querylog import AuditLog, AuditThread, AuditWriter, JsonlWriter, SqliteWriter
+from dnsfilter.observe.metrics import MonitorMetrics
+from dnsfilter.observe.querylog import AuditLog, AuditThread, AuditWriter, JsonlWriter, SqliteWriter
 
 APPS = BlockList(
     "apps",

@@ -9,6 +9,7 @@ import struct
 
 import pytest
 
+from dnsfilter.datapath.policy import NetworkMap
 from dnsfilter.egress.decode import LinkType
 from dnsfilter.egress.detect import Detector, Event, EventKind
 from dnsfilter.egress.monitor import (
@@ -22,7 +23,6 @@ from dnsfilter.egress.monitor import (
 )
 from dnsfilter.egress.plan import EgressPlan, ListNetworks
 from dnsfilter.egress.sink import CountingSink, LineSink
-from dnsfilter.policy import NetworkMap
 from tests.egress.builders import dns_query
 
 PLAN = EgressPlan(

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from dnsfilter.config import parse_config
-from dnsfilter.explain import explain
+from dnsfilter.datapath.policy import Action
 from dnsfilter.lists.adblock import parse_adblock
-from dnsfilter.policy import Action
+from dnsfilter.observe.explain import explain
 
 CONFIG = """\
 networks:

@@ -20,16 +20,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dnsfilter.cache import AnswerCache
 from dnsfilter.config import RateLimitConfig, ServerConfig, parse_config
+from dnsfilter.datapath.cache import AnswerCache
+from dnsfilter.datapath.policy import Verdict, build_policy
+from dnsfilter.datapath.resolver import Reply, Resolver, ZoneRouter
+from dnsfilter.datapath.server import QueryHandler
+from dnsfilter.datapath.upstream import UpstreamAnswer
+from dnsfilter.datapath.wire import HEADER_LEN, Query, Transport, scan_response
 from dnsfilter.errors import FormatError, UpstreamError
 from dnsfilter.lists.model import BlockList, Category, DomainEntry, NetworkEntry
-from dnsfilter.metrics import QueryStats
-from dnsfilter.policy import Verdict, build_policy
-from dnsfilter.resolver import Reply, Resolver, ZoneRouter
-from dnsfilter.server import QueryHandler
-from dnsfilter.upstream import UpstreamAnswer
-from dnsfilter.wire import HEADER_LEN, Query, Transport, scan_response
+from dnsfilter.observe.metrics import QueryStats
 from tests import dnsfuzz
 from tests.unit.test_fuzz_wire import FUZZ, body, messages
 

@@ -17,8 +17,7 @@ import struct
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dnsfilter.errors import FormatError, WireError
-from dnsfilter.wire import (
+from dnsfilter.datapath.wire import (
     HEADER_LEN,
     Transport,
     parse_query,
@@ -26,6 +25,7 @@ from dnsfilter.wire import (
     scan_response,
     skip_name,
 )
+from dnsfilter.errors import FormatError, WireError
 from tests import dnsfuzz
 
 CLIENT = ("192.0.2.1", 5353)

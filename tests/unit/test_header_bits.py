@@ -20,14 +20,14 @@ import itertools
 
 import pytest
 
-from dnsfilter.cache import AnswerCache
 from dnsfilter.config import parse_config
+from dnsfilter.datapath.cache import AnswerCache
+from dnsfilter.datapath.policy import Verdict, build_policy
+from dnsfilter.datapath.resolver import Reply, ReplyKind, Resolver, ZoneRouter
+from dnsfilter.datapath.upstream import UpstreamAnswer
+from dnsfilter.datapath.wire import Query, Transport, parse_query, scan_response
 from dnsfilter.errors import UpstreamTimeout
 from dnsfilter.lists.model import BlockList, Category, DomainEntry
-from dnsfilter.policy import Verdict, build_policy
-from dnsfilter.resolver import Reply, ReplyKind, Resolver, ZoneRouter
-from dnsfilter.upstream import UpstreamAnswer
-from dnsfilter.wire import Query, Transport, parse_query, scan_response
 
 QUESTION = bytes.fromhex("03777777076578616d706c650474657374 00 0001 0001".replace(" ", ""))
 #: www.example.test A 192.0.2.1, TTL 300; flags 0x8560: QR AA RD Z AD, RA and CD clear.

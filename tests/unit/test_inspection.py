@@ -8,9 +8,9 @@ import dnslib
 import pytest
 
 from dnsfilter.config import parse_config
+from dnsfilter.datapath.policy import Action, AddressTable, DomainTable, build_policy
+from dnsfilter.datapath.wire import scan_response
 from dnsfilter.lists.model import BlockList, Category, DomainEntry, NetworkEntry
-from dnsfilter.policy import Action, AddressTable, DomainTable, build_policy
-from dnsfilter.wire import scan_response
 
 
 def _list(
@@ -144,7 +144,7 @@ def test_blocking_bits_respects_allowlist_and_exceptions() -> None:
 def test_packed_table_answers_as_the_dict_does(monkeypatch: pytest.MonkeyPatch) -> None:
     import random
 
-    import dnsfilter.policy
+    import dnsfilter.datapath.policy
 
     rng = random.Random(7)
     names = [f"n{i}.{rng.choice(['a', 'b'])}.example" for i in range(3000)]
@@ -153,7 +153,7 @@ def test_packed_table_answers_as_the_dict_does(monkeypatch: pytest.MonkeyPatch) 
         _list("two", names[1500:], exceptions=[]),
     ]
     plain = DomainTable(lists, allowlist=["n7.b.example", "n8.a.example"])
-    monkeypatch.setattr(dnsfilter.policy, "PACKED_ABOVE", 10)
+    monkeypatch.setattr(dnsfilter.datapath.policy, "PACKED_ABOVE", 10)
     packed = DomainTable(lists, allowlist=["n7.b.example", "n8.a.example"])
     assert type(packed._table).__name__ == "PackedTable"
     assert type(plain._table) is dict

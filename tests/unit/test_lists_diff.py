@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 import yaml
 
-from dnsfilter.blocking import BlockMode
 from dnsfilter.cli import main
+from dnsfilter.datapath.blocking import BlockMode
 from dnsfilter.lists.diff import ModeChange, SectionDiff, diff_lists, render_text
 from dnsfilter.lists.model import BlockList, DomainEntry, NetworkEntry
 

@@ -15,9 +15,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dnsfilter import __version__
-from dnsfilter.blocking import BlockMode
 from dnsfilter.cli import main
 from dnsfilter.config import parse_config
+from dnsfilter.datapath.blocking import BlockMode
+from dnsfilter.datapath.policy import DomainTable
 from dnsfilter.errors import ConfigError
 from dnsfilter.lists.export import (
     Export,
@@ -31,7 +32,6 @@ from dnsfilter.lists.export import (
 )
 from dnsfilter.lists.model import BlockList, DomainEntry, NetworkEntry
 from dnsfilter.names import suffixes
-from dnsfilter.policy import DomainTable
 
 NULL, NXDOMAIN, NODATA = BlockMode.NULL, BlockMode.NXDOMAIN, BlockMode.NODATA
 GENERATED = datetime.datetime(2026, 11, 27, 12, 0, tzinfo=datetime.UTC)

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from dnsfilter.blocking import BlockMode
+from dnsfilter.datapath.blocking import BlockMode
+from dnsfilter.datapath.policy import DomainTable
 from dnsfilter.errors import ListError
 from dnsfilter.lists import hostsformat, load_list, plainformat
 from dnsfilter.lists.adblock import parse_adblock
@@ -20,7 +21,6 @@ from dnsfilter.lists.model import BlockList, DomainEntry
 from dnsfilter.lists.plainformat import parse_plain
 from dnsfilter.lists.rpz import parse_rpz
 from dnsfilter.lists.textlist import MAX_REPORTED, SIMPLE_NAME_LINE, LineReport, read_lines
-from dnsfilter.policy import DomainTable
 
 
 def _text(text: str) -> str:

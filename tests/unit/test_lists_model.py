@@ -7,7 +7,7 @@ from array import array
 
 import pytest
 
-from dnsfilter.blocking import BlockMode
+from dnsfilter.datapath.blocking import BlockMode
 from dnsfilter.lists.model import (
     ROLES,
     BlockList,

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from dnsfilter.datapath.policy import DomainTable
 from dnsfilter.errors import ListError
 from dnsfilter.lists import load_list
 from dnsfilter.lists.formats import parse_list
-from dnsfilter.policy import DomainTable
 
 VECTORS = Path(__file__).parent.parent / "vectors" / "lists"
 

@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from dnsfilter.app import Service
 from dnsfilter.config import Config, HostPort, parse_config
+from dnsfilter.datapath.policy import Action
 from dnsfilter.lists import load_lists
 from dnsfilter.lists.model import BlockList
 from dnsfilter.lists.refresh import ListRefresher
 from dnsfilter.lists.sources import HostResolver, ListSource
-from dnsfilter.metrics import Metrics
-from dnsfilter.policy import Action
+from dnsfilter.observe.metrics import Metrics
+from dnsfilter.operate.app import Service
 from tests.fakes import ScriptedUpstream
 from tests.unit.test_lists_sources import LIST_HOST, NEW_BODY, Clock, ListServer
 

@@ -1,4 +1,4 @@
-"""dnsfilter.loading: what serve does with the memory a load leaves behind."""
+"""dnsfilter.operate.loading: what serve does with the memory a load leaves behind."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import gc
 
 import pytest
 
-from dnsfilter.loading import release_memory
+from dnsfilter.operate.loading import release_memory
 
 
 class _Glibc:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry
 
-from dnsfilter.metrics import BLOCKED_CLIENT_WINDOW, Metrics, Snapshot, WorkerStats
+from dnsfilter.observe.metrics import BLOCKED_CLIENT_WINDOW, Metrics, Snapshot, WorkerStats
 
 
 @dataclass

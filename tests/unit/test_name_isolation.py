@@ -16,13 +16,13 @@ from dnslib import QTYPE, RCODE, RR, SOA, A, DNSRecord
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dnsfilter.cache import AnswerCache
 from dnsfilter.config import parse_config
+from dnsfilter.datapath.cache import AnswerCache
+from dnsfilter.datapath.policy import Verdict, build_policy
+from dnsfilter.datapath.resolver import Reply, Resolver, ZoneRouter
+from dnsfilter.datapath.upstream import UpstreamAnswer
+from dnsfilter.datapath.wire import Query, Transport, parse_query, scan_response
 from dnsfilter.lists.model import BlockList, Category, DomainEntry
-from dnsfilter.policy import Verdict, build_policy
-from dnsfilter.resolver import Reply, Resolver, ZoneRouter
-from dnsfilter.upstream import UpstreamAnswer
-from dnsfilter.wire import Query, Transport, parse_query, scan_response
 
 APPS = BlockList(
     name="apps",

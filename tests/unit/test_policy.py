@@ -1,4 +1,5 @@
-"""dnsfilter.policy: client networks, list matching and the ALLOW / BLOCK / REFUSE decision."""
+"""dnsfilter.datapath.policy: client networks, list matching and the ALLOW / BLOCK / REFUSE
+decision."""
 
 from __future__ import annotations
 
@@ -6,11 +7,11 @@ import ipaddress
 
 import pytest
 
-import dnsfilter.policy
-from dnsfilter.blocking import BlockMode
+import dnsfilter.datapath.policy
 from dnsfilter.config import IPNetwork, parse_config
+from dnsfilter.datapath.blocking import BlockMode
+from dnsfilter.datapath.policy import Action, DomainTable, NetworkMap, Policy, Verdict, build_policy
 from dnsfilter.lists.model import BlockList, Category, DomainEntry
-from dnsfilter.policy import Action, DomainTable, NetworkMap, Policy, Verdict, build_policy
 
 
 def _prefixes(*texts: str) -> list[IPNetwork]:
@@ -95,7 +96,7 @@ def test_network_map_default_routes() -> None:
 
 
 def test_network_map_stays_right_when_its_memo_fills(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(dnsfilter.policy, "_CLIENT_MEMO_LIMIT", 2)
+    monkeypatch.setattr(dnsfilter.datapath.policy, "_CLIENT_MEMO_LIMIT", 2)
     networks = _network_map()
     addresses = ["10.2.3.4", "10.1.200.1", "10.1.2.3", "11.0.0.1", "2001:db8::1"]
     expected = ["corp", "lab", "bench", None, "corp"]
@@ -514,7 +515,7 @@ def test_policy_decides_the_same_once_clients_are_remembered(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The per-client memo (and its reset when full) must not change any decision."""
-    monkeypatch.setattr(dnsfilter.policy, "_CLIENT_MEMO_LIMIT", 3)
+    monkeypatch.setattr(dnsfilter.datapath.policy, "_CLIENT_MEMO_LIMIT", 3)
     policy = _policy()
     cases = [("203.0.113.5", "tok.com"), ("10.1.2.3", "www.tok.com"), ("192.0.2.77", "a.b")]
     cases += [("2001:db9::1", "example.org"), ("10.200.0.1", "clip.example")]

@@ -10,9 +10,9 @@ from collections.abc import Sequence
 import dnslib
 import pytest
 
+from dnsfilter.datapath.policy import PACKED_ABOVE, DomainTable, PackedTable, build_policy
+from dnsfilter.datapath.wire import scan_response
 from dnsfilter.lists.model import BlockList, Category, DomainEntry, LineEntries
-from dnsfilter.policy import PACKED_ABOVE, DomainTable, PackedTable, build_policy
-from dnsfilter.wire import scan_response
 from tests.unit.test_inspection import CONFIG, LISTS
 
 

@@ -1,12 +1,12 @@
-"""dnsfilter.policy: a policy's role choice per list, in one DomainTable walk."""
+"""dnsfilter.datapath.policy: a policy's role choice per list, in one DomainTable walk."""
 
 from __future__ import annotations
 
 import pytest
 
 from dnsfilter.config import parse_config
+from dnsfilter.datapath.policy import Action, build_policy, role_slots
 from dnsfilter.lists.yamlformat import parse_yaml_list
-from dnsfilter.policy import Action, build_policy, role_slots
 
 LIST = """\
 name: apps

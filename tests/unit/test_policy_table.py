@@ -1,4 +1,4 @@
-"""dnsfilter.policy's DomainTable built from line-format lists, as a dict and packed."""
+"""dnsfilter.datapath.policy's DomainTable built from line-format lists, as a dict and packed."""
 
 from __future__ import annotations
 
@@ -6,11 +6,11 @@ import random
 
 import pytest
 
-import dnsfilter.policy
-from dnsfilter.blocking import BlockMode
+import dnsfilter.datapath.policy
+from dnsfilter.datapath.blocking import BlockMode
+from dnsfilter.datapath.policy import DomainTable, PackedTable
 from dnsfilter.lists.model import BlockList, DomainEntry, LineEntries
 from dnsfilter.lists.plainformat import parse_plain
-from dnsfilter.policy import DomainTable, PackedTable
 
 _RNG = random.Random(11)
 NAMES = [f"n{i}.{_RNG.choice(['a', 'b', 'c.d'])}.example" for i in range(2000)]
@@ -53,7 +53,7 @@ def test_a_table_of_line_entries_answers_as_one_of_tuples(
     monkeypatch: pytest.MonkeyPatch, packed_above: int
 ) -> None:
     expected = _answers(DomainTable(_lists(plain=False), ALLOWLIST))
-    monkeypatch.setattr(dnsfilter.policy, "PACKED_ABOVE", packed_above)
+    monkeypatch.setattr(dnsfilter.datapath.policy, "PACKED_ABOVE", packed_above)
     table = DomainTable(_lists(plain=True), ALLOWLIST)
     assert isinstance(table._table, PackedTable if packed_above == 0 else dict)
     assert _answers(table) == expected

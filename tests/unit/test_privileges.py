@@ -9,7 +9,7 @@ import pwd
 import pytest
 
 from dnsfilter.errors import ConfigError, PrivilegeError
-from dnsfilter.privileges import Account, check_dropped, drop_privileges, resolve_account
+from dnsfilter.operate.privileges import Account, check_dropped, drop_privileges, resolve_account
 
 NOBODY = pwd.getpwnam("nobody")
 
@@ -75,7 +75,7 @@ def test_root_without_a_user_warns(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.setattr(os, "geteuid", lambda: 0)
-    with caplog.at_level(logging.WARNING, "dnsfilter.privileges"):
+    with caplog.at_level(logging.WARNING, "dnsfilter.operate.privileges"):
         drop_privileges(None)
     assert "running as root" in caplog.text
 

@@ -1,4 +1,5 @@
-"""dnsfilter.querylog: the audit buffer, its writers (on real files), pseudonymization, config."""
+"""dnsfilter.observe.querylog: the audit buffer, its writers (on real files), pseudonymization,
+config."""
 
 from __future__ import annotations
 
@@ -19,8 +20,8 @@ from prometheus_client import CollectorRegistry
 
 from dnsfilter.config import AuditConfig, default_audit_path, parse_config
 from dnsfilter.errors import ConfigError
-from dnsfilter.metrics import AuditStats, Metrics
-from dnsfilter.querylog import (
+from dnsfilter.observe.metrics import AuditStats, Metrics
+from dnsfilter.observe.querylog import (
     BYPASS_RESULT,
     SCHEMA_VERSION,
     AuditEvent,

@@ -17,14 +17,14 @@ import dns.rdatatype
 import pytest
 
 from dnsfilter.config import RateLimitConfig, ServerConfig, parse_config
+from dnsfilter.datapath.policy import build_policy
+from dnsfilter.datapath.ratelimit import LIMITED_WINDOW, ClientLimits
+from dnsfilter.datapath.resolver import Resolver, ZoneRouter
+from dnsfilter.datapath.server import QueryHandler
+from dnsfilter.datapath.upstream import UpstreamAnswer
+from dnsfilter.datapath.wire import EdeCode, Query, Transport, make_query, scan_response
 from dnsfilter.lists.model import BlockList, Category, DomainEntry
-from dnsfilter.metrics import QueryStats
-from dnsfilter.policy import build_policy
-from dnsfilter.ratelimit import LIMITED_WINDOW, ClientLimits
-from dnsfilter.resolver import Resolver, ZoneRouter
-from dnsfilter.server import QueryHandler
-from dnsfilter.upstream import UpstreamAnswer
-from dnsfilter.wire import EdeCode, Query, Transport, make_query, scan_response
+from dnsfilter.observe.metrics import QueryStats
 
 NOW = 1000.0
 

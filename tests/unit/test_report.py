@@ -1,4 +1,4 @@
-"""dnsfilter.report: --since parsing and the three output formats, on literal rows."""
+"""dnsfilter.observe.report: --since parsing and the three output formats, on literal rows."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from dnsfilter.querylog import DeviceAttempts
-from dnsfilter.report import BYPASS_KINDS, expand_kinds, parse_since, write_report
+from dnsfilter.observe.querylog import DeviceAttempts
+from dnsfilter.observe.report import BYPASS_KINDS, expand_kinds, parse_since, write_report
 
 NOW = 1_714_550_400.0  # 2024-05-01T08:00:00Z
 ROWS = [

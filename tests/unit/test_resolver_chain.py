@@ -1,4 +1,4 @@
-"""dnsfilter.resolver: the chain's order, and the cache consulted before the lists only
+"""dnsfilter.datapath.resolver: the chain's order, and the cache consulted before the lists only
 when every network enforces the same lists."""
 
 from __future__ import annotations
@@ -14,16 +14,16 @@ import dns.rcode
 import pytest
 from dnslib import QTYPE, RR, TXT, DNSRecord
 
-from dnsfilter.blocking import BlockMode
-from dnsfilter.cache import AnswerCache
 from dnsfilter.config import HostPort, UpstreamServer, parse_config
+from dnsfilter.datapath.blocking import BlockMode
+from dnsfilter.datapath.cache import AnswerCache
+from dnsfilter.datapath.policy import Action, DomainTable, Verdict, build_policy
+from dnsfilter.datapath.resolver import Reply, ReplyKind, Resolver, ZoneRouter, build_resolver
+from dnsfilter.datapath.upstream import FirstTry, UpstreamAnswer, UpstreamGroup
+from dnsfilter.datapath.wire import Query, Transport, parse_query, scan_response
 from dnsfilter.errors import ConfigError, UpstreamError, UpstreamTimeout
 from dnsfilter.lists.model import BlockList, Category, DomainEntry
-from dnsfilter.metrics import UpstreamStats
-from dnsfilter.policy import Action, DomainTable, Verdict, build_policy
-from dnsfilter.resolver import Reply, ReplyKind, Resolver, ZoneRouter, build_resolver
-from dnsfilter.upstream import FirstTry, UpstreamAnswer, UpstreamGroup
-from dnsfilter.wire import Query, Transport, parse_query, scan_response
+from dnsfilter.observe.metrics import UpstreamStats
 
 APPS = BlockList(
     name="apps",

@@ -1,4 +1,5 @@
-"""dnsfilter.scrub: only the question's chain, and what its zone says about it, gets through."""
+"""dnsfilter.datapath.scrub: only the question's chain, and what its zone says about it, gets
+through."""
 
 from __future__ import annotations
 
@@ -10,9 +11,15 @@ import dns.rcode
 import dns.rrset
 import pytest
 
-from dnsfilter.cache import TtlPolicy, make_entry
-from dnsfilter.scrub import MAX_CHAIN_LINKS, RefusedAnswer, is_minimal_any, minimal_any, scrub
-from dnsfilter.wire import scan_response
+from dnsfilter.datapath.cache import TtlPolicy, make_entry
+from dnsfilter.datapath.scrub import (
+    MAX_CHAIN_LINKS,
+    RefusedAnswer,
+    is_minimal_any,
+    minimal_any,
+    scrub,
+)
+from dnsfilter.datapath.wire import scan_response
 
 RR = tuple[str, str, str]  #: owner, type, rdata (TTL 300, class IN)
 

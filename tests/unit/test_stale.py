@@ -17,13 +17,13 @@ import dns.rcode
 import pytest
 from dnslib import QTYPE, RR, DNSRecord
 
-from dnsfilter.cache import AnswerCache
 from dnsfilter.config import parse_config
+from dnsfilter.datapath.cache import AnswerCache
+from dnsfilter.datapath.policy import Verdict, build_policy
+from dnsfilter.datapath.resolver import Reply, ReplyKind, Resolver, ZoneRouter
+from dnsfilter.datapath.upstream import UpstreamAnswer
+from dnsfilter.datapath.wire import EdeCode, Query, Transport, parse_query, scan_response
 from dnsfilter.errors import UpstreamError, UpstreamTimeout
-from dnsfilter.policy import Verdict, build_policy
-from dnsfilter.resolver import Reply, ReplyKind, Resolver, ZoneRouter
-from dnsfilter.upstream import UpstreamAnswer
-from dnsfilter.wire import EdeCode, Query, Transport, parse_query, scan_response
 
 NOW = 1000.0
 TTL = 100

@@ -1,10 +1,11 @@
-"""dnsfilter.upstream.random_id: batched CSPRNG message IDs, fresh in every forked worker."""
+"""dnsfilter.datapath.upstream.random_id: batched CSPRNG message IDs, fresh in every forked
+worker."""
 
 from __future__ import annotations
 
 import os
 
-from dnsfilter.upstream import random_id
+from dnsfilter.datapath.upstream import random_id
 
 
 def test_ids_span_16_bits_across_refills() -> None:

@@ -10,8 +10,8 @@ import dns.name
 import pytest
 
 from dnsfilter.config import HostPort, UpstreamServer
-from dnsfilter.upstream import UpstreamGroup
-from dnsfilter.wire import Transport, make_query, parse_query, scan_response
+from dnsfilter.datapath.upstream import UpstreamGroup
+from dnsfilter.datapath.wire import Transport, make_query, parse_query, scan_response
 
 TLS = UpstreamServer(HostPort("192.0.2.53", 853), tls=True, tls_name="dns.example")
 

@@ -15,10 +15,10 @@ import dns.message
 import pytest
 
 from dnsfilter.config import HostPort, UpstreamServer
+from dnsfilter.datapath.upstream import FirstTry, UpstreamAnswer, UpstreamGroup, _ShortageLog
+from dnsfilter.datapath.wire import Query, Transport, parse_query
 from dnsfilter.errors import SocketUnavailable, UpstreamError
-from dnsfilter.metrics import UpstreamStats
-from dnsfilter.upstream import FirstTry, UpstreamAnswer, UpstreamGroup, _ShortageLog
-from dnsfilter.wire import Query, Transport, parse_query
+from dnsfilter.observe.metrics import UpstreamStats
 
 SERVERS = [UpstreamServer(HostPort("192.0.2.1", 53)), UpstreamServer(HostPort("192.0.2.2", 53))]
 
@@ -39,7 +39,7 @@ def no_sockets(monkeypatch: pytest.MonkeyPatch) -> list[int]:
             raise OSError(code[0], "fake shortage")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr("dnsfilter.upstream.socket.socket", failing)
+    monkeypatch.setattr("dnsfilter.datapath.upstream.socket.socket", failing)
     return code
 
 

@@ -16,8 +16,7 @@ from typing import Any
 import pytest
 
 from dnsfilter.config import HostPort, UpstreamServer
-from dnsfilter.errors import ConfigError, UpstreamError, UpstreamTimeout
-from dnsfilter.upstream import (
+from dnsfilter.datapath.upstream import (
     ConnectionClosed,
     FrameDecoder,
     TlsConnection,
@@ -25,7 +24,8 @@ from dnsfilter.upstream import (
     frame,
     tls_context,
 )
-from dnsfilter.wire import HEADER_LEN, make_query
+from dnsfilter.datapath.wire import HEADER_LEN, make_query
+from dnsfilter.errors import ConfigError, UpstreamError, UpstreamTimeout
 
 SERVER = UpstreamServer(HostPort("192.0.2.53", 853), tls=True, tls_name="dns.example")
 
@@ -150,7 +150,7 @@ def test_frame() -> None:
 @pytest.mark.asyncio
 async def test_pipelined_queries_answered_out_of_order(monkeypatch: pytest.MonkeyPatch) -> None:
     draws = iter([0xA001, 0xA002, 0xA003])
-    monkeypatch.setattr("dnsfilter.upstream.random_id", lambda: next(draws))
+    monkeypatch.setattr("dnsfilter.datapath.upstream.random_id", lambda: next(draws))
     connection = TlsConnection("t")
     peer = Peer(connection, "hold")
     names = ["a.test", "b.test", "c.test"]
@@ -171,7 +171,7 @@ async def test_pipelined_queries_answered_out_of_order(monkeypatch: pytest.Monke
 @pytest.mark.asyncio
 async def test_ids_are_redrawn_on_collision(monkeypatch: pytest.MonkeyPatch) -> None:
     draws = iter([7, 7, 7, 9])
-    monkeypatch.setattr("dnsfilter.upstream.random_id", lambda: next(draws))
+    monkeypatch.setattr("dnsfilter.datapath.upstream.random_id", lambda: next(draws))
     connection = TlsConnection("t")
     peer = Peer(connection, "hold")
     first = asyncio.create_task(connection.exchange(query("a.test"), question("a.test")))
@@ -201,7 +201,7 @@ async def test_abandoned_query_keeps_its_id_until_its_late_answer(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     draws = iter([5, 5, 6, 5])
-    monkeypatch.setattr("dnsfilter.upstream.random_id", lambda: next(draws))
+    monkeypatch.setattr("dnsfilter.datapath.upstream.random_id", lambda: next(draws))
     connection = TlsConnection("t")
     peer = Peer(connection, "hold")
     with pytest.raises(TimeoutError):

@@ -1,4 +1,5 @@
-"""dnsfilter.wire: the hand-written query parser, the reply builders and the response scanner.
+"""dnsfilter.datapath.wire: the hand-written query parser, the reply builders and the response
+scanner.
 
 Inputs are literal wire bytes (tests/vectors) or messages put together field by field; replies
 are decoded with dnspython (and dnslib where that reads better) so every assertion is on the
@@ -25,15 +26,7 @@ from dnslib import QTYPE, RR, SOA, A, DNSHeader, DNSQuestion, DNSRecord
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dnsfilter.errors import (
-    BadVersion,
-    DropPacket,
-    FormatError,
-    NotImplementedOpcode,
-    Unverifiable,
-    WireError,
-)
-from dnsfilter.wire import (
+from dnsfilter.datapath.wire import (
     CLASSIC_UDP_SIZE,
     DEFAULT_UDP_SIZE,
     MAX_TCP_SIZE,
@@ -62,6 +55,14 @@ from dnsfilter.wire import (
     skip_name,
     soa_minimum,
     truncate_for,
+)
+from dnsfilter.errors import (
+    BadVersion,
+    DropPacket,
+    FormatError,
+    NotImplementedOpcode,
+    Unverifiable,
+    WireError,
 )
 from tests.vectors import (
     AA,

@@ -9,7 +9,7 @@ import dns.flags
 import dns.message
 import pytest
 
-from dnsfilter.wire import (
+from dnsfilter.datapath.wire import (
     OPT_TCP_KEEPALIVE,
     Rcode,
     Transport,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from dnsfilter.blocking import BlockMode
+from dnsfilter.datapath.blocking import BlockMode
 from dnsfilter.errors import ListError
 from dnsfilter.lists import load_list, load_lists, resolve_list_path, shipped_dir
 from dnsfilter.lists.model import BlockList, Category, DomainEntry, NetworkEntry, Reference

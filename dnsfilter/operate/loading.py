@@ -8,10 +8,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from dnsfilter.config import Config, load_config
+from dnsfilter.datapath.upstream import check_ca_files
 from dnsfilter.lists import load_lists
 from dnsfilter.lists.model import BlockList
 from dnsfilter.lists.sources import HostResolver
-from dnsfilter.upstream import check_ca_files
 
 
 def load_configured(

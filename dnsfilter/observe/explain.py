@@ -17,8 +17,21 @@ from typing import Any
 
 from dnslib import DNSRecord
 
-from dnsfilter.blocking import BlockMode
 from dnsfilter.config import Config, PolicyConfig
+from dnsfilter.datapath.blocking import BlockMode
+from dnsfilter.datapath.policy import Action, Verdict, build_policy
+from dnsfilter.datapath.resolver import Resolver, ZoneRouter
+from dnsfilter.datapath.upstream import UpstreamAnswer
+from dnsfilter.datapath.wire import (
+    EdeCode,
+    QType,
+    Query,
+    Rcode,
+    Transport,
+    make_query,
+    opt_record,
+    parse_query,
+)
 from dnsfilter.errors import UpstreamError
 from dnsfilter.lists.model import (
     ROLES,
@@ -29,19 +42,6 @@ from dnsfilter.lists.model import (
     is_selected,
 )
 from dnsfilter.names import InvalidName, normalize_domain, suffixes
-from dnsfilter.policy import Action, Verdict, build_policy
-from dnsfilter.resolver import Resolver, ZoneRouter
-from dnsfilter.upstream import UpstreamAnswer
-from dnsfilter.wire import (
-    EdeCode,
-    QType,
-    Query,
-    Rcode,
-    Transport,
-    make_query,
-    opt_record,
-    parse_query,
-)
 
 _OPT_CODE_EDE = 15
 

@@ -17,8 +17,7 @@ import struct
 
 from dnslib import DNSError, DNSRecord
 
-from dnsfilter.errors import FormatError, UpstreamError
-from dnsfilter.wire import (
+from dnsfilter.datapath.wire import (
     HEADER_LEN,
     RecordRef,
     ResponseScan,
@@ -26,6 +25,7 @@ from dnsfilter.wire import (
     read_labels,
     scan_response,
 )
+from dnsfilter.errors import FormatError, UpstreamError
 
 #: CNAME and DNAME links followed before the answer is refused (unbound stops at 11, BIND
 #: at 16 restarts); a longer chain is a loop in all but name.

@@ -30,15 +30,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import NamedTuple, Protocol, cast
 
 from dnsfilter.config import HostPort, UpstreamServer
-from dnsfilter.errors import (
-    ConfigError,
-    FormatError,
-    SocketUnavailable,
-    UpstreamError,
-    UpstreamTimeout,
-)
-from dnsfilter.metrics import UpstreamStats
-from dnsfilter.wire import (
+from dnsfilter.datapath.wire import (
     HEADER_LEN,
     QType,
     Query,
@@ -50,6 +42,14 @@ from dnsfilter.wire import (
     same_question,
     scan_response,
 )
+from dnsfilter.errors import (
+    ConfigError,
+    FormatError,
+    SocketUnavailable,
+    UpstreamError,
+    UpstreamTimeout,
+)
+from dnsfilter.observe.metrics import UpstreamStats
 
 log = logging.getLogger(__name__)
 

@@ -13,20 +13,20 @@ from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from dnsfilter.budget import descriptor_limit, log_budget, plan_budget
 from dnsfilter.config import DEFAULT_CONFIG_NAME, Config, HostPort
+from dnsfilter.datapath.policy import build_policy
+from dnsfilter.datapath.resolver import Resolver, build_resolver
+from dnsfilter.datapath.server import DnsServer
 from dnsfilter.errors import ConfigError, ListError
-from dnsfilter.httpserver import StatusServer
 from dnsfilter.lists import HostResolver, ListSource, list_sources, resolve_list_path
 from dnsfilter.lists.model import BlockList
 from dnsfilter.lists.refresh import ListRefresher
-from dnsfilter.loading import release_memory
-from dnsfilter.metrics import Metrics
-from dnsfilter.policy import build_policy
-from dnsfilter.privileges import drop_privileges, resolve_account
-from dnsfilter.querylog import build_audit_log
-from dnsfilter.resolver import Resolver, build_resolver
-from dnsfilter.server import DnsServer
+from dnsfilter.observe.httpserver import StatusServer
+from dnsfilter.observe.metrics import Metrics
+from dnsfilter.observe.querylog import build_audit_log
+from dnsfilter.operate.budget import descriptor_limit, log_budget, plan_budget
+from dnsfilter.operate.loading import release_memory
+from dnsfilter.operate.privileges import drop_privileges, resolve_account
 
 log = logging.getLogger("dnsfilter")
 _T = TypeVar("_T")
@@ -50,8 +50,8 @@ class Reloading:
     """Reads config and lists again on SIGHUP, on a changed file and on a changed URL list,
     and puts a good result in force with `apply`; a bad one leaves the last good in force.
 
-    Service applies by swapping its policy; the supervisor of server.workers (dnsfilter.workers)
-    by starting workers on the new lists in place of the old ones.
+    Service applies by swapping its policy; the supervisor of server.workers
+    (dnsfilter.operate.workers) by starting workers on the new lists in place of the old ones.
     """
 
     def __init__(self, config: Config, metrics: Metrics, loader: Loader | None) -> None:
@@ -272,7 +272,8 @@ class Service(Reloading):
         ready: Callable[[], None],
     ) -> None:
         """Serve sockets bound by a supervisor until stop(), then drain: a worker's life
-        (dnsfilter.workers), which neither serves metrics nor reloads; ready() once serving."""
+        (dnsfilter.operate.workers), which neither serves metrics nor reloads; ready() once
+        serving."""
         self._start_audit()
         await self.dns.start_bound(bound)
         # The supervisor dropped root before forking (or warned that it keeps it): only check.

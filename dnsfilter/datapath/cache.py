@@ -27,12 +27,12 @@ from __future__ import annotations
 import struct
 from typing import TYPE_CHECKING, NamedTuple
 
+from dnsfilter.datapath.scrub import repacked
+from dnsfilter.datapath.wire import QType, Rcode, ResponseScan, soa_minimum
 from dnsfilter.errors import FormatError
-from dnsfilter.scrub import repacked
-from dnsfilter.wire import QType, Rcode, ResponseScan, soa_minimum
 
 if TYPE_CHECKING:
-    from dnsfilter.policy import Inspection
+    from dnsfilter.datapath.policy import Inspection
 
 _HEADER = struct.Struct("!HHHHHH")
 _U32 = struct.Struct("!I")

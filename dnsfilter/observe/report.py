@@ -26,8 +26,8 @@ from typing import TYPE_CHECKING, TextIO
 from dnsfilter.config import load_config
 from dnsfilter.egress.detect import EventKind
 from dnsfilter.errors import ConfigError
-from dnsfilter.querylog import DeviceAttempts, NotAnAuditStore, device_attempts, format_time
-from dnsfilter.querylog import open_store as open_audit_store
+from dnsfilter.observe.querylog import DeviceAttempts, NotAnAuditStore, device_attempts, format_time
+from dnsfilter.observe.querylog import open_store as open_audit_store
 
 if TYPE_CHECKING:
     Subcommands = argparse._SubParsersAction[argparse.ArgumentParser]

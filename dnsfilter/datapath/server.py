@@ -5,10 +5,10 @@ network (blocked, refused, cached, malformed). A UDP cache miss starts its first
 try by callbacks (QueryHandler.forward) and becomes a task only if that try does not settle
 it; a TCP miss is a task. The number of misses in flight is capped: past the cap a query is
 dropped, as a full queue should drop rather than grow. Per-client limits
-(dnsfilter.ratelimit) are checked right after parsing: a client's query rate, and its share
+(dnsfilter.datapath.ratelimit) are checked right after parsing: a client's query rate, and its share
 of the queries in flight.
 
-A TCP client holds a connection slot (dnsfilter.budget.ConnectionSlots: per IPv4 address or
+A TCP client holds a connection slot (dnsfilter.operate.budget.ConnectionSlots: per IPv4 address or
 IPv6 /64, and in all, the global cap being the descriptor budget's TCP share), and a bounded
 amount of unread replies: past server.max_tcp_queued_bytes its queries stop being read until
 it takes its replies, and it is closed if it does not within the idle timeout. None of this
@@ -30,17 +30,13 @@ from collections.abc import Callable, Coroutine, Sequence
 from time import monotonic, time
 from typing import Any, cast
 
-from dnsfilter.budget import Budget, ClientKey, ConnectionSlots
 from dnsfilter.config import RESERVED_NETWORK as NO_NETWORK
 from dnsfilter.config import HostPort, RateLimitConfig, ServerConfig
-from dnsfilter.errors import BadVersion, DropPacket, NotImplementedOpcode, Unverifiable, WireError
-from dnsfilter.metrics import DURATION_BUCKETS, OTHER_QTYPE, QTYPE_LABELS, QueryStats
-from dnsfilter.policy import Verdict
-from dnsfilter.querylog import AuditEvent, AuditSink
-from dnsfilter.ratelimit import ClientLimits
-from dnsfilter.resolver import Reply, ReplyKind, Resolver, bug_reply
-from dnsfilter.upstream import FirstTry
-from dnsfilter.wire import (
+from dnsfilter.datapath.policy import Verdict
+from dnsfilter.datapath.ratelimit import ClientLimits
+from dnsfilter.datapath.resolver import Reply, ReplyKind, Resolver, bug_reply
+from dnsfilter.datapath.upstream import FirstTry
+from dnsfilter.datapath.wire import (
     OPT_TCP_KEEPALIVE,
     EdeCode,
     Query,
@@ -56,6 +52,10 @@ from dnsfilter.wire import (
     query_has_option,
     tcp_keepalive_option,
 )
+from dnsfilter.errors import BadVersion, DropPacket, NotImplementedOpcode, Unverifiable, WireError
+from dnsfilter.observe.metrics import DURATION_BUCKETS, OTHER_QTYPE, QTYPE_LABELS, QueryStats
+from dnsfilter.observe.querylog import AuditEvent, AuditSink
+from dnsfilter.operate.budget import Budget, ClientKey, ConnectionSlots
 
 log = logging.getLogger(__name__)
 

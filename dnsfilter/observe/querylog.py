@@ -49,7 +49,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from dnsfilter.errors import ConfigError
-from dnsfilter.metrics import AUDIT_DROP_REASONS, OTHER_QTYPE, QTYPE_LABELS, AuditStats
+from dnsfilter.observe.metrics import AUDIT_DROP_REASONS, OTHER_QTYPE, QTYPE_LABELS, AuditStats
 
 if TYPE_CHECKING:
     from dnsfilter.config import AuditConfig

@@ -144,7 +144,7 @@ class UpstreamStats:
 
 
 #: Why a connection was refused at once: its client's cap, the configured global cap, or a
-#: global cap lowered by the descriptor budget (dnsfilter.budget).
+#: global cap lowered by the descriptor budget (dnsfilter.operate.budget).
 CONNECTION_REJECT_REASONS = ("per_address", "global", "budget")
 #: Why the server closed a TCP connection: idle between queries, a query not finished in
 #: time, or its replies left unread past the idle timeout.
@@ -153,7 +153,7 @@ TCP_CLOSE_REASONS = ("idle", "incomplete", "unread_replies")
 
 @dataclass
 class HttpStats:
-    """Counters of the status endpoint's caps (dnsfilter.httpserver)."""
+    """Counters of the status endpoint's caps (dnsfilter.observe.httpserver)."""
 
     #: connections closed unanswered: CONNECTION_REJECT_REASONS, or "timeout" (no request
     #: head within metrics.request_timeout) and "too_large" (a head over 8 KiB)
@@ -181,7 +181,7 @@ AUDIT_DROP_REASONS = ("buffer_full", "store_failed")
 @dataclass
 class AuditStats:
     """Counters and health of the audit stores, by store kind (sqlite, jsonl); the audit log
-    (dnsfilter.querylog.AuditLog) sets them. Each store counts every event it did not get,
+    (dnsfilter.observe.querylog.AuditLog) sets them. Each store counts every event it did not get,
     so for each store, events stored + dropped == events recorded."""
 
     #: (store, reason) -> events lost: pushed out of a full buffer, or not stored by the store
@@ -682,7 +682,7 @@ class Metrics:
         self.lists = ListStats()
         self.audit = AuditStats()
         self.http = HttpStats()
-        #: descriptors per share of this process's budget (dnsfilter.budget), once planned
+        #: descriptors per share of this process's budget (dnsfilter.operate.budget), once planned
         self.budget: dict[str, int] = {}
         self._cache: CacheView | None = None
         self._server: ServerView | None = None

@@ -15,15 +15,15 @@ import struct
 
 from dnslib import DNSError, DNSRecord
 
-from dnsfilter.errors import FormatError
-from dnsfilter.scrub import Labels, RefusedAnswer, follow_chain
-from dnsfilter.wire import (
+from dnsfilter.datapath.scrub import Labels, RefusedAnswer, follow_chain
+from dnsfilter.datapath.wire import (
     ResponseScan,
     encode_labels,
     opt_record,
     read_labels,
     scan_response,
 )
+from dnsfilter.errors import FormatError
 
 #: Targets asked for one client query before the answer is given as it stands (unbound's
 #: max-restart is 11 CNAME restarts; a chain past MAX_CHAIN_LINKS is refused anyway).

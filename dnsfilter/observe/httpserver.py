@@ -20,9 +20,9 @@ from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from dnsfilter.budget import ClientKey, ConnectionSlots
 from dnsfilter.config import HostPort, MetricsConfig
-from dnsfilter.metrics import HttpStats
+from dnsfilter.observe.metrics import HttpStats
+from dnsfilter.operate.budget import ClientKey, ConnectionSlots
 
 log = logging.getLogger(__name__)
 

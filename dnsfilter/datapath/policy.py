@@ -15,9 +15,10 @@ from itertools import repeat
 from operator import or_
 from typing import NamedTuple
 
-from dnsfilter.blocking import BlockAnswers, BlockMode
 from dnsfilter.config import RESERVED_NETWORK as NO_NETWORK
 from dnsfilter.config import Config, IPNetwork, PolicyConfig
+from dnsfilter.datapath.blocking import BlockAnswers, BlockMode
+from dnsfilter.datapath.wire import QType, ResponseScan, read_name
 from dnsfilter.errors import FormatError
 from dnsfilter.lists.model import (
     BlockList,
@@ -28,7 +29,6 @@ from dnsfilter.lists.model import (
     select_roles,
 )
 from dnsfilter.names import plain_tail
-from dnsfilter.wire import QType, ResponseScan, read_name
 
 _DNAME = 39
 #: Distinct client addresses remembered by the network lookup before it starts afresh.

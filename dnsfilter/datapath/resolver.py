@@ -17,7 +17,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import NamedTuple, cast
 
-from dnsfilter.cache import (
+from dnsfilter.config import Config, HostPort, UpstreamServer, read_resolv_conf
+from dnsfilter.datapath.cache import (
     AnswerCache,
     CacheEntry,
     CacheKey,
@@ -26,16 +27,11 @@ from dnsfilter.cache import (
     make_entry,
     make_passthrough,
 )
-from dnsfilter.chase import MAX_CHASES, joined, target_query, unfinished_target
-from dnsfilter.config import Config, HostPort, UpstreamServer, read_resolv_conf
-from dnsfilter.errors import ConfigError, UpstreamError, UpstreamTimeout, WireError
-from dnsfilter.lists.model import BlockList
-from dnsfilter.metrics import UpstreamStats
-from dnsfilter.names import plain_tail
-from dnsfilter.policy import REFUSE, Action, Inspection, Policy, Verdict, build_policy
-from dnsfilter.scrub import Labels, RefusedAnswer, is_minimal_any, minimal_any, scrub
-from dnsfilter.upstream import FirstTry, Upstream, UpstreamAnswer, UpstreamGroup
-from dnsfilter.wire import (
+from dnsfilter.datapath.chase import MAX_CHASES, joined, target_query, unfinished_target
+from dnsfilter.datapath.policy import REFUSE, Action, Inspection, Policy, Verdict, build_policy
+from dnsfilter.datapath.scrub import Labels, RefusedAnswer, is_minimal_any, minimal_any, scrub
+from dnsfilter.datapath.upstream import FirstTry, Upstream, UpstreamAnswer, UpstreamGroup
+from dnsfilter.datapath.wire import (
     CLASS_IN,
     HEADER_LEN,
     EdeCode,
@@ -48,6 +44,10 @@ from dnsfilter.wire import (
     parse_query,
     truncate_for,
 )
+from dnsfilter.errors import ConfigError, UpstreamError, UpstreamTimeout, WireError
+from dnsfilter.lists.model import BlockList
+from dnsfilter.names import plain_tail
+from dnsfilter.observe.metrics import UpstreamStats
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ import ipaddress
 import struct
 from typing import NamedTuple
 
-from dnsfilter.wire import (
+from dnsfilter.datapath.wire import (
     HEADER_LEN,
     EdeCode,
     QType,

@@ -45,16 +45,16 @@ from typing import Any, NoReturn
 
 from prometheus_client import CollectorRegistry
 
-from dnsfilter.app import Loader, Reloading, Service, run_loop
-from dnsfilter.budget import descriptor_limit, log_budget, plan_budget
 from dnsfilter.config import Config, HostPort
-from dnsfilter.httpserver import StatusServer
+from dnsfilter.datapath.resolver import Resolver, build_resolver
+from dnsfilter.datapath.server import bind_sockets
 from dnsfilter.lists.model import BlockList
-from dnsfilter.metrics import Metrics, Snapshot, WorkerStats
-from dnsfilter.privileges import drop_privileges, resolve_account
-from dnsfilter.querylog import build_audit_log
-from dnsfilter.resolver import Resolver, build_resolver
-from dnsfilter.server import bind_sockets
+from dnsfilter.observe.httpserver import StatusServer
+from dnsfilter.observe.metrics import Metrics, Snapshot, WorkerStats
+from dnsfilter.observe.querylog import build_audit_log
+from dnsfilter.operate.app import Loader, Reloading, Service, run_loop
+from dnsfilter.operate.budget import descriptor_limit, log_budget, plan_budget
+from dnsfilter.operate.privileges import drop_privileges, resolve_account
 
 log = logging.getLogger("dnsfilter")
 
