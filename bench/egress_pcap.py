@@ -103,7 +103,7 @@ def run(path: Path, config: Path | None) -> None:
     from dnsfilter.egress.monitor import Monitor, run_pcap
     from dnsfilter.egress.plan import build_plan
     from dnsfilter.egress.sink import CountingSink
-    from dnsfilter.lists import load_lists
+    from dnsfilter.lists.catalog import load_lists
 
     loaded = load_config(config)
     base = config.resolve().parent if config else Path.cwd()

@@ -255,7 +255,7 @@ def _write_lists(fmt: str, config: Path, destination: Path) -> None:
     """
     from dnsfilter.config import load_config
     from dnsfilter.datapath.blocking import BlockMode
-    from dnsfilter.lists import load_lists
+    from dnsfilter.lists.catalog import load_lists
 
     loaded = load_config(config)
     lists = load_lists(((item.name, item.file) for item in loaded.lists), config.parent)

@@ -14,8 +14,8 @@ from dnsfilter.config import Config, default_config_text, with_overrides
 from dnsfilter.datapath.server import ListenError
 from dnsfilter.egress.cli import register as register_egress
 from dnsfilter.errors import ConfigError, ListError, PrivilegeError
-from dnsfilter.lists import FORMATS
 from dnsfilter.lists.commands import register as register_lists
+from dnsfilter.lists.formats import FORMATS
 from dnsfilter.lists.model import BlockList
 from dnsfilter.observe.metrics import Metrics
 from dnsfilter.observe.report import register as register_report

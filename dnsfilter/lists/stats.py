@@ -19,8 +19,9 @@ from typing import TypeVar
 from dnsfilter.config import Config
 from dnsfilter.datapath.policy import DomainTable
 from dnsfilter.errors import ListError
-from dnsfilter.lists import HostResolver, list_sources
+from dnsfilter.lists.catalog import list_sources
 from dnsfilter.lists.model import BlockList, Role, role_counts
+from dnsfilter.lists.sources import HostResolver
 
 _T = TypeVar("_T")
 

@@ -18,9 +18,11 @@ from dnsfilter.datapath.policy import build_policy
 from dnsfilter.datapath.resolver import Resolver, build_resolver
 from dnsfilter.datapath.server import DnsServer
 from dnsfilter.errors import ConfigError, ListError
-from dnsfilter.lists import HostResolver, ListSource, list_sources, resolve_list_path
+from dnsfilter.lists.catalog import list_sources
+from dnsfilter.lists.location import resolve_list_path
 from dnsfilter.lists.model import BlockList
 from dnsfilter.lists.refresh import ListRefresher
+from dnsfilter.lists.sources import HostResolver, ListSource
 from dnsfilter.observe.httpserver import StatusServer
 from dnsfilter.observe.metrics import Metrics
 from dnsfilter.observe.querylog import build_audit_log

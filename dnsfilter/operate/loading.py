@@ -9,7 +9,7 @@ from pathlib import Path
 
 from dnsfilter.config import Config, load_config
 from dnsfilter.datapath.upstream import check_ca_files
-from dnsfilter.lists import load_lists
+from dnsfilter.lists.catalog import load_lists
 from dnsfilter.lists.model import BlockList
 from dnsfilter.lists.sources import HostResolver
 

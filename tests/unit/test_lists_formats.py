@@ -13,8 +13,9 @@ import pytest
 from dnsfilter.datapath.blocking import BlockMode
 from dnsfilter.datapath.policy import DomainTable
 from dnsfilter.errors import ListError
-from dnsfilter.lists import hostsformat, load_list, plainformat
+from dnsfilter.lists import hostsformat, plainformat
 from dnsfilter.lists.adblock import parse_adblock
+from dnsfilter.lists.catalog import load_list
 from dnsfilter.lists.formats import detect_format, parse_list
 from dnsfilter.lists.hostsformat import parse_hosts
 from dnsfilter.lists.model import BlockList, DomainEntry

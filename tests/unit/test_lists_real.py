@@ -8,7 +8,7 @@ import pytest
 
 from dnsfilter.datapath.policy import DomainTable
 from dnsfilter.errors import ListError
-from dnsfilter.lists import load_list
+from dnsfilter.lists.catalog import load_list
 from dnsfilter.lists.formats import parse_list
 
 VECTORS = Path(__file__).parent.parent / "vectors" / "lists"

@@ -12,7 +12,7 @@ import pytest
 
 from dnsfilter.config import Config, HostPort, parse_config
 from dnsfilter.datapath.policy import Action
-from dnsfilter.lists import load_lists
+from dnsfilter.lists.catalog import load_lists
 from dnsfilter.lists.model import BlockList
 from dnsfilter.lists.refresh import ListRefresher
 from dnsfilter.lists.sources import HostResolver, ListSource

@@ -26,7 +26,7 @@ import pytest
 
 from dnsfilter.config import HostPort, ListConfig, UpstreamConfig, UpstreamServer, parse_config
 from dnsfilter.errors import ListError
-from dnsfilter.lists import list_sources, load_lists
+from dnsfilter.lists.catalog import list_sources, load_lists
 from dnsfilter.lists.sources import (
     CacheMeta,
     DownloadError,

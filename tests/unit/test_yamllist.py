@@ -10,7 +10,8 @@ import pytest
 
 from dnsfilter.datapath.blocking import BlockMode
 from dnsfilter.errors import ListError
-from dnsfilter.lists import load_list, load_lists, resolve_list_path, shipped_dir
+from dnsfilter.lists.catalog import load_list, load_lists
+from dnsfilter.lists.location import resolve_list_path, shipped_dir
 from dnsfilter.lists.model import BlockList, Category, DomainEntry, NetworkEntry, Reference
 from dnsfilter.lists.yamlformat import parse_yaml_list
 

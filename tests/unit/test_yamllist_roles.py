@@ -6,7 +6,7 @@ import pytest
 
 from dnsfilter.datapath.policy import DomainTable
 from dnsfilter.errors import ListError
-from dnsfilter.lists import shipped_dir
+from dnsfilter.lists.location import shipped_dir
 from dnsfilter.lists.model import ROLES, BlockList, Role, role_counts, select_roles
 from dnsfilter.lists.yamlformat import parse_yaml_list
 
