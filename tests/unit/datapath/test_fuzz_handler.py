@@ -31,7 +31,7 @@ from dnsfilter.errors import FormatError, UpstreamError
 from dnsfilter.lists.model import BlockList, Category, DomainEntry, NetworkEntry
 from dnsfilter.observe.metrics import QueryStats
 from tests import dnsfuzz
-from tests.unit.test_fuzz_wire import FUZZ, body, messages
+from tests.unit.datapath.test_fuzz_wire import FUZZ, body, messages
 
 CONFIG = parse_config(
     """

@@ -13,7 +13,7 @@ import pytest
 from dnsfilter.datapath.policy import PACKED_ABOVE, DomainTable, PackedTable, build_policy
 from dnsfilter.datapath.wire import scan_response
 from dnsfilter.lists.model import BlockList, Category, DomainEntry, LineEntries
-from tests.unit.test_inspection import CONFIG, LISTS
+from tests.unit.datapath.test_inspection import CONFIG, LISTS
 
 
 def _list(name: str, domains: Sequence[str], exceptions: Sequence[str] = ()) -> BlockList:

@@ -11,7 +11,7 @@ from dnsfilter.errors import ListError
 from dnsfilter.lists.catalog import load_list
 from dnsfilter.lists.formats import parse_list
 
-VECTORS = Path(__file__).parent.parent / "vectors" / "lists"
+VECTORS = Path(__file__).parents[2] / "vectors" / "lists"
 
 
 def test_one_hagezi_list_in_three_formats_blocks_the_same_names() -> None:

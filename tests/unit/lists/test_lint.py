@@ -11,7 +11,7 @@ import yaml
 from dnsfilter.cli import main
 from dnsfilter.lists.lint import DEFAULT_PSL, PublicSuffixList, lint_paths, lint_text
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 PSL_TEXT = """\
 // ===BEGIN ICANN DOMAINS===

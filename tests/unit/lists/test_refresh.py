@@ -19,7 +19,7 @@ from dnsfilter.lists.sources import HostResolver, ListSource
 from dnsfilter.observe.metrics import Metrics
 from dnsfilter.operate.app import Service
 from tests.fakes import ScriptedUpstream
-from tests.unit.test_lists_sources import LIST_HOST, NEW_BODY, Clock, ListServer
+from tests.unit.lists.test_sources import LIST_HOST, NEW_BODY, Clock, ListServer
 
 pytestmark = pytest.mark.asyncio
 
