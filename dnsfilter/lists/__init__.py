@@ -11,8 +11,8 @@
   lint, diff, stats   the maintainers' checks
   commands     `dnsfilter lists ...`: an entry point, like dnsfilter.cli
 
-May import: errors, names, config (but config imports model, formats, yamlformat and
-location, so those import no config), datapath's pure modules (blocking, wire, policy) and
-datapath.upstream's TLS settings for downloads. Never observe or operate: only commands,
-the CLI of this package, may import them (operate.loading, observe.explain).
+May import: errors, names, yamltree, config (but config imports model, location, formats
+and the readers under it, so those import no config), datapath's pure modules (blocking,
+wire, policy) and datapath.upstream's TLS settings for downloads. Never observe or operate:
+only commands, the CLI of this package, may import them (operate.loading, observe.explain).
 """
