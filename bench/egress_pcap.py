@@ -98,12 +98,12 @@ def write(path: Path, count: int, seed: int) -> None:
 
 def run(path: Path, config: Path | None) -> None:
     from dnsfilter.config import load_config
+    from dnsfilter.datapath.policy import NetworkMap
     from dnsfilter.egress.detect import Detector
     from dnsfilter.egress.monitor import Monitor, run_pcap
     from dnsfilter.egress.plan import build_plan
     from dnsfilter.egress.sink import CountingSink
-    from dnsfilter.lists import load_lists
-    from dnsfilter.policy import NetworkMap
+    from dnsfilter.lists.catalog import load_lists
 
     loaded = load_config(config)
     base = config.resolve().parent if config else Path.cwd()

@@ -253,9 +253,9 @@ def _write_lists(fmt: str, config: Path, destination: Path) -> None:
     Redundant entries (names below another entry) are kept; both servers take the most
     specific match, so the answers do not change.
     """
-    from dnsfilter.blocking import BlockMode
     from dnsfilter.config import load_config
-    from dnsfilter.lists import load_lists
+    from dnsfilter.datapath.blocking import BlockMode
+    from dnsfilter.lists.catalog import load_lists
 
     loaded = load_config(config)
     lists = load_lists(((item.name, item.file) for item in loaded.lists), config.parent)

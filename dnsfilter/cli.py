@@ -10,19 +10,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dnsfilter import __version__
-from dnsfilter.app import Service, run_loop
-from dnsfilter.budget import raise_descriptor_limit
 from dnsfilter.config import Config, default_config_text, with_overrides
+from dnsfilter.datapath.server import ListenError
 from dnsfilter.egress.cli import register as register_egress
 from dnsfilter.errors import ConfigError, ListError, PrivilegeError
-from dnsfilter.lists import FORMATS
 from dnsfilter.lists.commands import register as register_lists
+from dnsfilter.lists.formats import FORMATS
 from dnsfilter.lists.model import BlockList
-from dnsfilter.loading import load_configured, release_memory
-from dnsfilter.metrics import Metrics
-from dnsfilter.report import register as register_report
-from dnsfilter.server import ListenError
-from dnsfilter.workers import Supervisor, worker_count
+from dnsfilter.observe.metrics import Metrics
+from dnsfilter.observe.report import register as register_report
+from dnsfilter.operate.app import Service, run_loop
+from dnsfilter.operate.budget import raise_descriptor_limit
+from dnsfilter.operate.loading import load_configured, release_memory
+from dnsfilter.operate.workers import Supervisor, worker_count
 
 log = logging.getLogger("dnsfilter")
 

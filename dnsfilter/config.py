@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import TypeVar
 from urllib.parse import urlsplit
 
-from dnsfilter.blocking import BlockMode
+from dnsfilter.datapath.blocking import BlockMode
 from dnsfilter.errors import ConfigError
 from dnsfilter.lists.formats import FORMATS
+from dnsfilter.lists.location import DEFAULT_REFRESH, MIN_REFRESH, is_url
 from dnsfilter.lists.model import ROLES, Role
-from dnsfilter.lists.sources import DEFAULT_REFRESH, MIN_REFRESH, is_url
 from dnsfilter.lists.yamlformat import read_mode, read_roles
 from dnsfilter.names import InvalidName, normalize_domain
 from dnsfilter.yamltree import (

@@ -36,7 +36,8 @@ from collections.abc import Callable
 import dns.exception
 import dns.message
 
-from dnsfilter.cache import (
+from dnsfilter.config import parse_config
+from dnsfilter.datapath.cache import (
     AnswerCache,
     CacheEntry,
     CacheKey,
@@ -44,25 +45,11 @@ from dnsfilter.cache import (
     make_entry,
     make_passthrough,
 )
-from dnsfilter.config import parse_config
-from dnsfilter.errors import (
-    BadVersion,
-    ConfigError,
-    DropPacket,
-    FormatError,
-    ListError,
-    NotImplementedOpcode,
-)
-from dnsfilter.lists import hostsformat, plainformat
-from dnsfilter.lists.formats import FORMATS, detect_format, parse_list
-from dnsfilter.lists.model import BlockList, Category, DomainEntry, NetworkEntry
-from dnsfilter.lists.textlist import LOCAL_NAMES, LineReport, read_lines
-from dnsfilter.names import normalize_domain
-from dnsfilter.policy import build_policy
-from dnsfilter.resolver import Reply, Resolver, ZoneRouter
-from dnsfilter.scrub import RefusedAnswer, scrub
-from dnsfilter.upstream import UpstreamAnswer, _check_answer
-from dnsfilter.wire import (
+from dnsfilter.datapath.policy import build_policy
+from dnsfilter.datapath.resolver import Reply, Resolver, ZoneRouter
+from dnsfilter.datapath.scrub import RefusedAnswer, scrub
+from dnsfilter.datapath.upstream import UpstreamAnswer, _check_answer
+from dnsfilter.datapath.wire import (
     HEADER_LEN,
     Query,
     Rcode,
@@ -76,6 +63,19 @@ from dnsfilter.wire import (
     skip_name,
     truncate_for,
 )
+from dnsfilter.errors import (
+    BadVersion,
+    ConfigError,
+    DropPacket,
+    FormatError,
+    ListError,
+    NotImplementedOpcode,
+)
+from dnsfilter.lists import hostsformat, plainformat
+from dnsfilter.lists.formats import FORMATS, detect_format, parse_list
+from dnsfilter.lists.model import BlockList, Category, DomainEntry, NetworkEntry
+from dnsfilter.lists.textlist import LOCAL_NAMES, LineReport, read_lines
+from dnsfilter.names import normalize_domain
 
 Target = Callable[[bytes], None]
 

@@ -5,7 +5,8 @@
 # killed / tried / total and the surviving mutants.
 #
 # Usage: scripts/mutation.sh [MODULE...]
-#   MODULE: wire cache policy blocking resolver lists/model lists/export (default: all of them)
+#   MODULE: datapath/wire datapath/cache datapath/policy datapath/blocking datapath/resolver
+#           lists/model lists/export (default: all of them)
 # Environment:
 #   MUTATION_BUDGET   minutes per module (default 20); mutmut is stopped (SIGINT) when it runs out
 #                     and only the mutants it finished count
@@ -33,7 +34,7 @@ BUDGET_MIN="${MUTATION_BUDGET:-20}"
 SAMPLE="${MUTATION_SAMPLE:-0}"
 OFFSET="${MUTATION_SAMPLE_OFFSET:-0}"
 WORKERS="${MUTATION_WORKERS:-1}"
-ALL_MODULES=(wire cache policy blocking resolver lists/model lists/export)
+ALL_MODULES=(datapath/wire datapath/cache datapath/policy datapath/blocking datapath/resolver lists/model lists/export)
 if (($#)); then MODULES=("$@"); else MODULES=("${ALL_MODULES[@]}"); fi
 
 MUTMUT=.venv/bin/mutmut

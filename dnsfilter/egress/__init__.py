@@ -11,5 +11,10 @@
   cli        `dnsfilter monitor` and `dnsfilter egress export`
 
 Scapy is imported only inside monitor's capture functions: importing dnsfilter, or running
-`dnsfilter serve`, never loads it.
+`dnsfilter serve`, never loads it. No other package imports scapy.
+
+May import: errors, names, config, datapath (wire, policy), lists (the model), observe
+(metrics, querylog, httpserver) and operate.loading (config and lists as serve reads them).
+Outside egress only the CLI, lists.export (the nftables format) and observe.report (bypass
+events) import it.
 """

@@ -29,7 +29,7 @@ from dnsfilter.egress.decode import Skip
 from dnsfilter.egress.plan import EgressPlan, build_plan
 from dnsfilter.egress.sink import AuditSink, CountingSink, EventSink, LineSink, MetricSink
 from dnsfilter.errors import ConfigError, ListError
-from dnsfilter.loading import load_configured
+from dnsfilter.operate.loading import load_configured
 
 if TYPE_CHECKING:
     from dnsfilter.egress.endpoint import StatusThread
@@ -100,12 +100,12 @@ def cmd_egress_export(args: argparse.Namespace) -> int:
 
 
 def cmd_monitor(args: argparse.Namespace) -> int:
+    from dnsfilter.datapath.policy import NetworkMap
     from dnsfilter.egress.detect import Detector, event_labels
     from dnsfilter.egress.endpoint import StatusThread
     from dnsfilter.egress.monitor import CaptureError, Monitor, MonitorStats, choose_filter
-    from dnsfilter.metrics import MonitorMetrics
-    from dnsfilter.policy import NetworkMap
-    from dnsfilter.querylog import AuditThread, build_audit_log
+    from dnsfilter.observe.metrics import MonitorMetrics
+    from dnsfilter.observe.querylog import AuditThread, build_audit_log
 
     try:
         config, lists = load_configured(

@@ -2,7 +2,7 @@
 
 Scapy builds a Python object per layer and dissects about 10,000 packets a second; a SPAN
 port carries far more. The monitor only needs addresses, ports, a DNS question name and a
-TLS server name, so it reads those straight from the bytes (as dnsfilter.wire does for
+TLS server name, so it reads those straight from the bytes (as dnsfilter.datapath.wire does for
 queries) and lets scapy do what it is good at: reading capture files and sockets.
 
 decode_frame never raises: a frame it cannot use comes back as a Skip saying why.
@@ -15,9 +15,9 @@ import socket
 from collections.abc import Callable
 from typing import NamedTuple
 
+from dnsfilter.datapath.wire import HEADER_LEN, Transport, parse_query
 from dnsfilter.egress.tls import TlsError, client_hello_sni, looks_like_client_hello
 from dnsfilter.errors import DropPacket, WireError
-from dnsfilter.wire import HEADER_LEN, Transport, parse_query
 
 PROTO_TCP = 6
 PROTO_UDP = 17

@@ -27,10 +27,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from dnsfilter.config import RESERVED_NETWORK
+from dnsfilter.datapath.policy import DomainTable, NetworkMap
 from dnsfilter.egress.decode import DNS_PORT, Facts
 from dnsfilter.egress.plan import EgressPlan
 from dnsfilter.lists.model import Category
-from dnsfilter.policy import DomainTable, NetworkMap
 
 DOT_PORT = 853
 #: Seconds a flow may be silent and still be the same flow.

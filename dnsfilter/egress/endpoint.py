@@ -5,7 +5,7 @@ The monitor has no event loop: its main thread reads the capture file or watches
 thread, and scapy's sniffer has a thread of its own. A third thread with a small asyncio loop
 reuses the StatusServer unchanged (same routes, same bind errors) and keeps scrapes and
 capture apart: neither waits for the other except for the GIL. The collector reads the
-counters with dict() copies (see dnsfilter.metrics.BypassStats), so no lock is shared.
+counters with dict() copies (see dnsfilter.observe.metrics.BypassStats), so no lock is shared.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from concurrent.futures import Future
 from prometheus_client import CollectorRegistry
 
 from dnsfilter.config import HostPort
-from dnsfilter.httpserver import Readiness, StatusServer
+from dnsfilter.observe.httpserver import Readiness, StatusServer
 
 #: Seconds to wait for the thread to bind, and for it to stop.
 _TIMEOUT = 10.0

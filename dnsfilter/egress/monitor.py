@@ -59,7 +59,7 @@ class CaptureError(DnsFilterError):
 
 @dataclass
 class MonitorStats:
-    """Packet counters (dnsfilter.metrics.MonitorView). The capture thread writes all but
+    """Packet counters (dnsfilter.observe.metrics.MonitorView). The capture thread writes all but
     kernel_drops, which the main thread adds up; each field has one writer thread."""
 
     packets: int = 0

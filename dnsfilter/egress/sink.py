@@ -13,8 +13,8 @@ from collections.abc import Mapping
 from typing import Protocol, TextIO
 
 from dnsfilter.egress.detect import Event, EventKind
-from dnsfilter.metrics import BypassStats
-from dnsfilter.querylog import BYPASS_RESULT, AuditEvent
+from dnsfilter.observe.metrics import BypassStats
+from dnsfilter.observe.querylog import BYPASS_RESULT, AuditEvent
 
 
 class EventSink(Protocol):

@@ -1,109 +1,18 @@
-"""Blocklists: loading them from their formats and sources, and where the shipped ones live."""
+"""Blocklists: the list formats, where lists come from, and the list maintainers' tools.
 
-from __future__ import annotations
+  model        BlockList, DomainEntry, NetworkEntry, roles and categories (pure values)
+  formats      detect_format / parse_list over the readers: yamlformat, hostsformat,
+               plainformat, adblock, rpz (textlist is their shared line reader)
+  location     is_url, shipped:, relative paths, refresh bounds (imports nothing of dnsfilter)
+  sources      ListSource: a file, or a URL with its last good copy; HostResolver
+  catalog      the configured lists as sources, and loading them in order
+  refresh      ListRefresher: URL lists downloaded again in the background
+  export       lists as unbound, dnsmasq, RPZ, hosts, nftables
+  lint, diff, stats   the maintainers' checks
+  commands     `dnsfilter lists ...`: an entry point, like dnsfilter.cli
 
-from collections.abc import Iterable
-from importlib import resources
-from pathlib import Path
-from typing import TYPE_CHECKING
-
-from dnsfilter.errors import ListError
-from dnsfilter.lists.formats import FORMATS, detect_format, parse_list
-from dnsfilter.lists.model import BlockList
-from dnsfilter.lists.sources import HostResolver, ListSource, is_url, read_text
-
-if TYPE_CHECKING:
-    from dnsfilter.config import ListConfig
-
-__all__ = [
-    "FORMATS",
-    "SHIPPED_PREFIX",
-    "HostResolver",
-    "ListSource",
-    "detect_format",
-    "list_sources",
-    "load_list",
-    "load_lists",
-    "parse_list",
-    "resolve_list_path",
-    "shipped_dir",
-]
-
-#: Prefix of a list file shipped with dnsfilter, e.g. ``shipped:wechat.yaml``.
-SHIPPED_PREFIX = "shipped:"
-
-
-def shipped_dir() -> Path:
-    """The directory of the lists installed with the package (blocklists/ in the repository)."""
-    return Path(str(resources.files("dnsfilter.blocklists")))
-
-
-def resolve_list_path(file: str, base: Path) -> Path:
-    """Where a list file named in a config lives; relative paths are relative to base."""
-    if file.startswith(SHIPPED_PREFIX):
-        return shipped_dir() / file[len(SHIPPED_PREFIX) :]
-    path = Path(file).expanduser()
-    return path if path.is_absolute() else base / path
-
-
-def load_list(path: Path, name: str | None = None, format: str | None = None) -> BlockList:
-    """Read and validate one list file (format detected when None); ListError on problems.
-
-    Without a name a YAML list keeps its own and other formats take the file's stem.
-    """
-    text = read_text(path)
-    format = format or detect_format(text, str(path))
-    return parse_list(text, str(path), name or ("" if format == "yaml" else path.stem), format)
-
-
-def list_sources(
-    configured: Iterable[ListConfig | tuple[str, str]],
-    base: Path,
-    resolver: HostResolver | None = None,
-) -> list[ListSource]:
-    """A source per configured list: ListConfig entries, or (name, file-or-URL) pairs."""
-    sources = []
-    for item in configured:
-        if isinstance(item, tuple):
-            name, location = item
-            if not is_url(location):
-                location = str(resolve_list_path(location, base))
-            sources.append(ListSource(name, location, resolver=resolver))
-        elif item.url:
-            sources.append(
-                ListSource(
-                    item.name,
-                    item.url,
-                    format=item.format,
-                    refresh=item.refresh,
-                    cache_dir=Path(item.cache_dir) if item.cache_dir else None,
-                    ca_file=item.ca_file or None,
-                    resolver=resolver,
-                )
-            )
-        else:
-            location = str(resolve_list_path(item.file, base))
-            sources.append(ListSource(item.name, location, format=item.format))
-    return sources
-
-
-def load_lists(
-    configured: Iterable[ListConfig | tuple[str, str]],
-    base: Path,
-    resolver: HostResolver | None = None,
-) -> list[BlockList]:
-    """Load lists in order; one ListError carries every list's problems.
-
-    URL lists are downloaded (names resolved through resolver's upstreams) when their last
-    good copy is older than their refresh interval; see ListSource.load.
-    """
-    loaded = []
-    problems: list[str] = []
-    for source in list_sources(configured, base, resolver):
-        try:
-            loaded.append(source.load())
-        except ListError as exc:
-            problems.extend(exc.problems)
-    if problems:
-        raise ListError(problems)
-    return loaded
+May import: errors, names, yamltree, config (but config imports model, location, formats
+and the readers under it, so those import no config), datapath's pure modules (blocking,
+wire, policy) and datapath.upstream's TLS settings for downloads. Never observe or operate:
+only commands, the CLI of this package, may import them (operate.loading, observe.explain).
+"""

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from dnsfilter.config import load_config
 from dnsfilter.errors import ConfigError, ListError
-from dnsfilter.loading import load_configured
+from dnsfilter.operate.loading import load_configured
 
 EXIT_OK = 0
 EXIT_FINDINGS = 1
@@ -191,7 +191,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
-    from dnsfilter.explain import ExplainError, explain, render_json, render_text
+    from dnsfilter.observe.explain import ExplainError, explain, render_json, render_text
 
     try:
         config, lists = load_configured(args.config)

@@ -21,12 +21,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from dnsfilter import __version__
-from dnsfilter.blocking import BlockMode
 from dnsfilter.config import Config, PolicyConfig
+from dnsfilter.datapath.blocking import BlockMode
+from dnsfilter.datapath.policy import DomainTable
 from dnsfilter.errors import ConfigError
 from dnsfilter.lists.model import BlockList, role_counts, select_roles
 from dnsfilter.names import suffixes
-from dnsfilter.policy import DomainTable
 
 
 class ExportFormat(enum.Enum):

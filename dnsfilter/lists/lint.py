@@ -565,7 +565,7 @@ def expand_paths(
     if repo_lists and config is None:
         return [(p.relative_to(cwd), None) for p in repo_lists]
     from dnsfilter.config import load_config
-    from dnsfilter.lists import resolve_list_path
+    from dnsfilter.lists.location import resolve_list_path
 
     loaded = load_config(config)
     base = config.resolve().parent if config else cwd

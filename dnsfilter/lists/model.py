@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 from operator import attrgetter, eq
 from typing import NamedTuple, overload
 
-from dnsfilter.blocking import BlockMode
+from dnsfilter.datapath.blocking import BlockMode
 
 
 class Category(enum.Enum):

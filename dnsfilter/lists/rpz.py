@@ -31,7 +31,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import replace
 
-from dnsfilter.blocking import BlockMode
+from dnsfilter.datapath.blocking import BlockMode
 from dnsfilter.lists.model import BlockList, DomainEntry
 from dnsfilter.lists.textlist import LineReport, check_name, finish, gc_paused, numbered_lines
 

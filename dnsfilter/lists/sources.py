@@ -29,28 +29,31 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple, TypeAlias
+from typing import NamedTuple, TypeAlias
 from urllib.parse import SplitResult, urljoin, urlsplit
 
 from dnsfilter import __version__
+from dnsfilter.config import Config, HostPort, UpstreamServer, read_resolv_conf
+from dnsfilter.datapath.upstream import tls_context
+from dnsfilter.datapath.wire import (
+    HEADER_LEN,
+    QType,
+    Rcode,
+    make_query,
+    same_question,
+    scan_response,
+)
 from dnsfilter.errors import DnsFilterError, FormatError, ListError
 from dnsfilter.lists.formats import parse_list
+from dnsfilter.lists.location import DEFAULT_REFRESH, is_url
 from dnsfilter.lists.model import BlockList
 from dnsfilter.names import suffixes
-from dnsfilter.wire import HEADER_LEN, QType, Rcode, make_query, same_question, scan_response
 
-if TYPE_CHECKING:
-    from dnsfilter.config import Config, HostPort, UpstreamServer
-
-    #: a plain DNS server, or a DNS-over-TLS one (asked over TLS, never in the clear)
-    Nameserver: TypeAlias = HostPort | UpstreamServer
+#: a plain DNS server, or a DNS-over-TLS one (asked over TLS, never in the clear)
+Nameserver: TypeAlias = HostPort | UpstreamServer
 
 log = logging.getLogger(__name__)
 
-#: Seconds between downloads of a URL list, unless its config says otherwise.
-DEFAULT_REFRESH = 86400
-#: The shortest refresh interval a config may ask for.
-MIN_REFRESH = 60
 #: Largest list body accepted, in bytes (a million-line hosts file is about 30 MB).
 MAX_BYTES = 256 * 1024 * 1024
 #: Seconds any one network operation (DNS try, connect, read) may take.
@@ -78,10 +81,6 @@ def default_cache_dir() -> Path:
     return base / "dnsfilter" / "lists"
 
 
-def is_url(location: str) -> bool:
-    return location.startswith(("http://", "https://"))
-
-
 # ---------------------------------------------------------------------------------------
 # Resolving the list server's name without the system resolver
 
@@ -106,8 +105,6 @@ class HostResolver:
     @classmethod
     def from_config(cls, config: Config) -> HostResolver:
         """The servers the resolver forwards to: upstream.servers, else resolv.conf's."""
-        from dnsfilter.config import read_resolv_conf  # config imports this package
-
         up = config.upstream
         servers: tuple[Nameserver, ...] = tuple(s if s.tls else s.address for s in up.servers)
         if not servers:
@@ -157,8 +154,6 @@ class HostResolver:
         return self.servers
 
     def _ask(self, server: Nameserver, host: str, qtype: QType) -> list[str]:
-        from dnsfilter.config import UpstreamServer  # config imports this package
-
         query = make_query(host, qtype, msg_id=secrets.randbits(16))
         question = query[HEADER_LEN:]
         if isinstance(server, UpstreamServer):
@@ -224,8 +219,6 @@ def _read_stream_answer(sock: socket.socket, query: bytes, question: bytes) -> b
 
 def _tls_exchange(server: UpstreamServer, query: bytes, question: bytes, timeout: float) -> bytes:
     """One query over a new DNS-over-TLS connection, verified as the resolver verifies it."""
-    from dnsfilter.upstream import tls_context
-
     try:
         context = tls_context(server)
     except DnsFilterError as exc:  # an unreadable ca_file: serve reports it at start

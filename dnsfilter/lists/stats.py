@@ -17,10 +17,11 @@ from pathlib import Path
 from typing import TypeVar
 
 from dnsfilter.config import Config
+from dnsfilter.datapath.policy import DomainTable
 from dnsfilter.errors import ListError
-from dnsfilter.lists import HostResolver, list_sources
+from dnsfilter.lists.catalog import list_sources
 from dnsfilter.lists.model import BlockList, Role, role_counts
-from dnsfilter.policy import DomainTable
+from dnsfilter.lists.sources import HostResolver
 
 _T = TypeVar("_T")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 import re
 
-from dnsfilter.blocking import BlockMode
+from dnsfilter.datapath.blocking import BlockMode
 from dnsfilter.errors import ListError
 from dnsfilter.lists.model import (
     BlockList,

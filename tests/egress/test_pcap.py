@@ -21,7 +21,7 @@ from scapy.layers.l2 import ARP, Ether
 from scapy.packet import Packet, Raw
 from scapy.utils import wrpcap, wrpcapng
 
-from dnsfilter.querylog import Pseudonymizer
+from dnsfilter.observe.querylog import Pseudonymizer
 from tests.egress.builders import BIG_KEY_SHARE, SUPPORTED_GROUPS, client_hello, dns_query
 from tests.egress.conftest import (
     APPROVED,

@@ -21,11 +21,11 @@ import dns.rcode
 import pytest
 
 from dnsfilter.config import HostPort, UpstreamServer
+from dnsfilter.datapath.upstream import UpstreamGroup
+from dnsfilter.datapath.wire import Query, Transport, make_query, parse_query
 from dnsfilter.errors import UpstreamError
 from dnsfilter.lists.sources import DownloadError, HostResolver
-from dnsfilter.metrics import UpstreamStats
-from dnsfilter.upstream import UpstreamGroup
-from dnsfilter.wire import Query, Transport, make_query, parse_query
+from dnsfilter.observe.metrics import UpstreamStats
 from tests.certs import CertAuthority, ServerCert
 from tests.fakes import ScriptedUpstream
 from tests.integration.conftest import StartDnsFilter, base_config

@@ -14,7 +14,7 @@ import yaml
 from tests.fakes import ScriptedUpstream
 from tests.integration.conftest import StartDnsFilter, base_config
 from tests.integration.harness import rdata_texts
-from tests.unit.test_lists_sources import LIST_HOST, ListServer
+from tests.unit.lists.test_sources import LIST_HOST, ListServer
 
 pytestmark = pytest.mark.integration
 

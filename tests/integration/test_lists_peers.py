@@ -32,7 +32,7 @@ import pytest
 import yaml
 
 from dnsfilter.lists import export as export_module
-from dnsfilter.lists import load_list
+from dnsfilter.lists.catalog import load_list
 from dnsfilter.lists.export import Export, ExportFormat, render
 from tests.integration.harness import DnsFilter, demo_list
 from tests.integration.test_exports_unbound import Daemon, _binary, _start, export, unbound_conf

@@ -1,4 +1,5 @@
-"""dnsfilter.upstream.UpstreamGroup: a first try by callbacks (start), then forward(q, first).
+"""dnsfilter.datapath.upstream.UpstreamGroup: a first try by callbacks (start), then forward(q,
+first).
 
 In-process against ScriptedUpstream on loopback: the split between the callback-driven first
 UDP try and the coroutine that goes on from it must ask each server exactly what a plain
@@ -12,14 +13,14 @@ from collections.abc import Iterator
 
 import pytest
 
-from dnsfilter.cache import AnswerCache, TtlPolicy
 from dnsfilter.config import UpstreamServer, parse_config, parse_host_port
+from dnsfilter.datapath.cache import AnswerCache, TtlPolicy
+from dnsfilter.datapath.policy import build_policy
+from dnsfilter.datapath.resolver import Resolver, ZoneRouter
+from dnsfilter.datapath.upstream import FirstTry, UpstreamAnswer, UpstreamGroup
+from dnsfilter.datapath.wire import QType, Query, Transport, make_query, parse_query
 from dnsfilter.errors import UpstreamError
-from dnsfilter.metrics import UpstreamStats
-from dnsfilter.policy import build_policy
-from dnsfilter.resolver import Resolver, ZoneRouter
-from dnsfilter.upstream import FirstTry, UpstreamAnswer, UpstreamGroup
-from dnsfilter.wire import QType, Query, Transport, make_query, parse_query
+from dnsfilter.observe.metrics import UpstreamStats
 from tests.fakes import ScriptedUpstream
 
 TIMEOUT = 0.3

@@ -10,12 +10,12 @@ from __future__ import annotations
 import dns.message
 import pytest
 
-from dnsfilter.cache import TtlPolicy, make_entry, make_passthrough
 from dnsfilter.config import parse_config
+from dnsfilter.datapath.cache import TtlPolicy, make_entry, make_passthrough
+from dnsfilter.datapath.scrub import scrub
+from dnsfilter.datapath.wire import HEADER_LEN, scan_response
 from dnsfilter.errors import ConfigError, FormatError, ListError
 from dnsfilter.lists.formats import parse_list
-from dnsfilter.scrub import scrub
-from dnsfilter.wire import HEADER_LEN, scan_response
 from dnsfilter.yamltree import MAX_ALIAS_NODES, MAX_DEPTH
 
 

@@ -13,7 +13,7 @@ import random
 
 import pytest
 
-from dnsfilter import cache, wire
+from dnsfilter.datapath import cache, wire
 from dnsfilter.lists import plainformat
 from fuzz import targets
 from fuzz.seeds import SEEDS, mutate
