@@ -130,6 +130,7 @@ def test_config_example_loads(block: Block, tmp_path: Path) -> None:
 def test_list_example_parses(block: Block) -> None:
     parsed = parse_list(block.text, block.where, "example", block.argument or None)
     assert parsed.domains, f"{block.where}: the example holds no entry"
+    assert list(parsed.warnings) == [], "an example shows lines the parser skips"
 
 
 def test_unrun_examples_are_few_and_say_why() -> None:
