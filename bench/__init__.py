@@ -1,6 +1,6 @@
 """The benchmark: dnsfilter against unbound, dnsmasq and a bare echo ceiling, on one core each.
 
-``python bench/run.py --help`` (README.md, "Benchmark"). Modules:
+``python bench/run.py --help`` (docs/developers/benchmark.md). Modules:
 
     workload.py  the generated blocklist, the upstream zone and the three dnsperf query files
     upstream.py  nsd on loopback serving the wildcard zone (rate limiting off)

@@ -1,4 +1,6 @@
-"""CPU time to parse a million-name list in each third-party format (README, List formats).
+"""CPU time to parse a million-name list in each third-party format.
+
+(docs/operators/configuration.md, "List formats".)
 
     .venv/bin/python bench/listload.py            # 1M names, median of 3 runs per format
     .venv/bin/python bench/listload.py --names 100000 --runs 1

@@ -9,9 +9,10 @@ cd "$(dirname "$0")/.."
 # nftables and iproute2 for the egress tests, systemd for systemd-analyze (deploy/systemd),
 # publicsuffix for `dnsfilter lists lint`, openssl for the DNS-over-TLS tests' certificates
 # (unbound serves DoT with them), bind9 for named, which loads the RPZ export and RPZ lists
-# in tests/integration/test_lists_peers.py.
+# in tests/integration/test_lists_peers.py; groff-base and man-db render docs/dnsfilter.8
+# (tests/docs/test_manpage.py).
 DEBIAN_PACKAGES=(bind9-dnsutils nsd unbound dnsmasq dnsperf prometheus nftables iproute2 tcpdump systemd
-  publicsuffix openssl bind9)
+  publicsuffix openssl bind9 groff-base man-db)
 
 missing=()
 for pkg in "${DEBIAN_PACKAGES[@]}"; do

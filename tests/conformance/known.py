@@ -178,7 +178,7 @@ KNOWN: tuple[Known, ...] = (
         "the CNAME / DNAME of an NXDOMAIN answer keeps its TTL (3600)",
         "every record clamped to the negative TTL (900, the SOA MINIMUM)",
         "RFC 2308 5 caches the whole negative answer for the negative TTL; no record outlives "
-        "the proof it came with (README: Cache)",
+        "the proof it came with (docs/operators/protocol-behaviour.md: Cache)",
     ),
     Known(
         "referral-not-cached",
