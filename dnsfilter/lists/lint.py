@@ -51,7 +51,7 @@ KINDS: dict[str, str] = {
 }
 
 #: Apexes of shared platforms (blocking them takes down unrelated services) and names that
-#: public lists carry by mistake; blocklists/README.md, "Curation rules" 1, 2 and 7. Advice
+#: public lists carry by mistake; docs/maintainers/evidence.md, "Curation rules" 1, 2 and 7. Advice
 #: for lists of one app's names: a general ad list blocks such names on purpose.
 KNOWN_WIDE: dict[str, str] = {
     "qq.com": "Tencent's shared apex (QQ Mail, wechat.com updaters): list app-specific names",

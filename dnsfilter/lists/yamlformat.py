@@ -1,4 +1,4 @@
-"""dnsfilter's own list format: YAML with evidence per entry (schema in blocklists/README.md)."""
+"""dnsfilter's own list format: YAML with evidence per entry (docs/maintainers/list-format.md)."""
 
 from __future__ import annotations
 

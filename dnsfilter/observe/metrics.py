@@ -442,7 +442,7 @@ class DnsFilterCollector(Collector):
         if self.budget:
             budget = GaugeMetricFamily(
                 "dnsfilter_descriptor_budget",
-                "This process's file descriptor limit, split into shares (see README).",
+                "The file descriptor limit, split into shares (docs/operators/configuration.md).",
                 labels=("share",),
             )
             for share, value in self.budget.items():

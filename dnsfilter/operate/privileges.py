@@ -1,6 +1,6 @@
 """Dropping root: once every socket is bound, become server.user (and server.group).
 
-Two ways to serve port 53 without running as root (README, "Privileges"):
+Two ways to serve port 53 without running as root (docs/operators/deploy.md, "Privileges"):
 
 * start as root with ``server.user`` set: the listeners and the metrics endpoint are bound
   first; then the process seals itself (PR_SET_NO_NEW_PRIVS, every capability dropped from

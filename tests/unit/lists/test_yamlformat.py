@@ -559,7 +559,7 @@ domains: [a.example]
 
 
 def test_references_must_not_be_empty() -> None:
-    # blocklists/README.md: references is "yes, non-empty" and the loader "enforces the
+    # docs/maintainers/list-format.md: references is "yes, non-empty" and the loader "enforces the
     # schema below exactly". The wording is not settled yet; the place and path are.
     text = """\
 name: ads
