@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dnsfilter.errors import ListError
 from dnsfilter.lists.formats import FORMATS, detect_format, parse_list
+from dnsfilter.lists.location import SHIPPED_PREFIX, is_url, resolve_list_path, shipped_dir
 from dnsfilter.lists.model import BlockList
-from dnsfilter.lists.sources import HostResolver, ListSource, is_url, read_text
+from dnsfilter.lists.sources import HostResolver, ListSource, read_text
 
 if TYPE_CHECKING:
     from dnsfilter.config import ListConfig
@@ -28,22 +28,6 @@ __all__ = [
     "resolve_list_path",
     "shipped_dir",
 ]
-
-#: Prefix of a list file shipped with dnsfilter, e.g. ``shipped:wechat.yaml``.
-SHIPPED_PREFIX = "shipped:"
-
-
-def shipped_dir() -> Path:
-    """The directory of the lists installed with the package (blocklists/ in the repository)."""
-    return Path(str(resources.files("dnsfilter.blocklists")))
-
-
-def resolve_list_path(file: str, base: Path) -> Path:
-    """Where a list file named in a config lives; relative paths are relative to base."""
-    if file.startswith(SHIPPED_PREFIX):
-        return shipped_dir() / file[len(SHIPPED_PREFIX) :]
-    path = Path(file).expanduser()
-    return path if path.is_absolute() else base / path
 
 
 def load_list(path: Path, name: str | None = None, format: str | None = None) -> BlockList:

@@ -18,12 +18,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from dnsfilter.config.yamltree import Mapping, Node, Scalar, YamlSyntaxError, get, parse
+from dnsfilter.config.yamltree import Sequence as YamlSequence
 from dnsfilter.errors import ConfigError, ListError
 from dnsfilter.lists.formats import detect_format, parse_list
 from dnsfilter.lists.yamlformat import parse_yaml_list
 from dnsfilter.names import InvalidName, normalize_domain, suffixes
-from dnsfilter.yamltree import Mapping, Node, Scalar, YamlSyntaxError, get, parse
-from dnsfilter.yamltree import Sequence as YamlSequence
 
 #: Debian's package `publicsuffix` installs the list here.
 DEFAULT_PSL = Path("/usr/share/publicsuffix/public_suffix_list.dat")

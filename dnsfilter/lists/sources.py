@@ -35,6 +35,7 @@ from urllib.parse import SplitResult, urljoin, urlsplit
 from dnsfilter import __version__
 from dnsfilter.errors import DnsFilterError, FormatError, ListError
 from dnsfilter.lists.formats import parse_list
+from dnsfilter.lists.location import DEFAULT_REFRESH, is_url
 from dnsfilter.lists.model import BlockList
 from dnsfilter.names import suffixes
 from dnsfilter.wire import HEADER_LEN, QType, Rcode, make_query, same_question, scan_response
@@ -47,10 +48,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: Seconds between downloads of a URL list, unless its config says otherwise.
-DEFAULT_REFRESH = 86400
-#: The shortest refresh interval a config may ask for.
-MIN_REFRESH = 60
 #: Largest list body accepted, in bytes (a million-line hosts file is about 30 MB).
 MAX_BYTES = 256 * 1024 * 1024
 #: Seconds any one network operation (DNS try, connect, read) may take.
@@ -76,10 +73,6 @@ def default_cache_dir() -> Path:
     xdg = os.environ.get("XDG_CACHE_HOME")
     base = Path(xdg) if xdg else Path.home() / ".cache"
     return base / "dnsfilter" / "lists"
-
-
-def is_url(location: str) -> bool:
-    return location.startswith(("http://", "https://"))
 
 
 # ---------------------------------------------------------------------------------------

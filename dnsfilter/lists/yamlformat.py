@@ -6,6 +6,17 @@ import ipaddress
 import re
 
 from dnsfilter.blocking import BlockMode
+from dnsfilter.config.yamltree import (
+    Mapping,
+    Node,
+    Reader,
+    Scalar,
+    Sequence,
+    YamlSyntaxError,
+    by_line,
+    get,
+    parse,
+)
 from dnsfilter.errors import ListError
 from dnsfilter.lists.model import (
     BlockList,
@@ -17,17 +28,6 @@ from dnsfilter.lists.model import (
     Role,
 )
 from dnsfilter.names import InvalidName, normalize_domain, suffixes
-from dnsfilter.yamltree import (
-    Mapping,
-    Node,
-    Reader,
-    Scalar,
-    Sequence,
-    YamlSyntaxError,
-    by_line,
-    get,
-    parse,
-)
 
 _LIST_NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")
 _TOP_KEYS = frozenset(

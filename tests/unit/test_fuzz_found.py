@@ -12,11 +12,11 @@ import pytest
 
 from dnsfilter.cache import TtlPolicy, make_entry, make_passthrough
 from dnsfilter.config import parse_config
+from dnsfilter.config.yamltree import MAX_ALIAS_NODES, MAX_DEPTH
 from dnsfilter.errors import ConfigError, FormatError, ListError
 from dnsfilter.lists.formats import parse_list
 from dnsfilter.scrub import scrub
 from dnsfilter.wire import HEADER_LEN, scan_response
-from dnsfilter.yamltree import MAX_ALIAS_NODES, MAX_DEPTH
 
 
 def _yaml_problems(text: str) -> list[str]:
