@@ -315,7 +315,8 @@ def obj(keys: tuple[Key, ...], description: str = "") -> JSON:
     for k in keys:
         prop = dict(k.kind.json())
         prop["description"] = k.doc
-        if k.default is not NO_DEFAULT and k.default != "" and not k.factory:
+        shaped = isinstance(k.kind, Named | Section)
+        if k.default is not NO_DEFAULT and k.default != "" and not k.factory and not shaped:
             prop["default"] = _plain(k.default)
         schema["properties"][k.name] = prop
     required = [k.name for k in keys if k.required]
@@ -418,7 +419,8 @@ def rows(cls: type, prefix: str = "") -> Iterator[Row]:
             yield Row(path, kind.type_name, "{}", "", k.doc)
             yield from rows(kind.entry, f"{path}.NAME.")
         else:
-            yield Row(path, kind.type_name, shown_default(k), kind.bounds(), k.doc)
+            shown = "{}" if isinstance(kind, Named) else shown_default(k)
+            yield Row(path, kind.type_name, shown, kind.bounds(), k.doc)
 
 
 def shown_default(k: Key) -> str:
