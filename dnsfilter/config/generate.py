@@ -14,8 +14,10 @@ from dnsfilter.config.schema import keys_of, obj, rows
 from dnsfilter.config.values import Config
 
 SCHEMA_ID = "https://dnsfilter.invalid/schemas/config.schema.json"
+LIST_SCHEMA_ID = "https://dnsfilter.invalid/schemas/list.schema.json"
 _HERE = Path(__file__).parent
 CONFIG_SCHEMA = _HERE / "schemas" / "config.schema.json"
+LIST_SCHEMA = _HERE / "schemas" / "list.schema.json"
 REFERENCE = _HERE.parent.parent / "docs" / "reference" / "config.md"
 
 
@@ -24,8 +26,19 @@ def config_schema() -> dict[str, object]:
     return {"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": SCHEMA_ID, **schema}
 
 
-def schema_text() -> str:
-    return json.dumps(config_schema(), indent=2, ensure_ascii=False) + "\n"
+def list_schema() -> dict[str, object]:
+    from dnsfilter.lists.yamlformat import LIST  # the list format imports this package
+
+    schema = obj(LIST, "a dnsfilter YAML list (blocklists/*.yaml)")
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": LIST_SCHEMA_ID,
+        **schema,
+    }
+
+
+def schema_text(schema: dict[str, object] | None = None) -> str:
+    return json.dumps(schema or config_schema(), indent=2, ensure_ascii=False) + "\n"
 
 
 def reference_text() -> str:
@@ -61,7 +74,12 @@ def reference_text() -> str:
 def main(argv: list[str] | None = None) -> int:
     check = "--check" in (argv if argv is not None else sys.argv[1:])
     stale = []
-    for path, text in ((CONFIG_SCHEMA, schema_text()), (REFERENCE, reference_text())):
+    outputs = (
+        (CONFIG_SCHEMA, schema_text()),
+        (LIST_SCHEMA, schema_text(list_schema())),
+        (REFERENCE, reference_text()),
+    )
+    for path, text in outputs:
         if path.exists() and path.read_text(encoding="utf-8") == text:
             continue
         if check:

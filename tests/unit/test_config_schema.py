@@ -63,3 +63,42 @@ def test_every_shipped_config_validates(name: str, text: str) -> None:
 def test_invalid_configs_are_rejected(text: str) -> None:
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(_data(text), generate.config_schema())
+
+
+LISTS = sorted((REPO / "blocklists").glob("*.yaml"))
+
+
+def test_the_committed_list_schema_is_what_the_generator_writes() -> None:
+    committed = generate.LIST_SCHEMA.read_text(encoding="utf-8")
+    assert committed == generate.schema_text(generate.list_schema())
+    jsonschema.Draft202012Validator.check_schema(json.loads(committed))
+
+
+@pytest.mark.parametrize("path", LISTS, ids=[p.name for p in LISTS])
+def test_every_shipped_list_validates(path: Path) -> None:
+    jsonschema.validate(_data(path.read_text(encoding="utf-8")), generate.list_schema())
+
+
+_LIST_HEAD = (
+    "name: x\ntitle: X\nvendor: V\ncategory: video\ndescription: d\n"
+    "references: [{url: 'https://a.example', title: t}]\n"
+)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        pytest.param(_LIST_HEAD + "domains: [{domain: a.example, mode: sinkhole}]\n", id="mode"),
+        pytest.param(_LIST_HEAD + "domains: [{domain: a.example, role: ads}]\n", id="role"),
+        pytest.param(_LIST_HEAD + "domains: []\nextra: 1\n", id="unknown-key"),
+        pytest.param(
+            _LIST_HEAD.replace("category: video", "category: toys") + "domains: []\n",
+            id="category",
+        ),
+        pytest.param(_LIST_HEAD.replace("name: x\n", "") + "domains: []\n", id="no-name"),
+    ],
+)
+def test_invalid_lists_are_rejected(text: str) -> None:
+    jsonschema.validate(_data(_LIST_HEAD + "domains: []\n"), generate.list_schema())
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(_data(text), generate.list_schema())
