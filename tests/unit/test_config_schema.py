@@ -102,3 +102,14 @@ def test_invalid_lists_are_rejected(text: str) -> None:
     jsonschema.validate(_data(_LIST_HEAD + "domains: []\n"), generate.list_schema())
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(_data(text), generate.list_schema())
+
+
+def test_lint_maps_schema_errors_to_their_yaml_lines() -> None:
+    from dnsfilter.config.yamltree import Mapping, parse
+    from dnsfilter.lists.lint import _schema_findings
+
+    text = _LIST_HEAD + "domains:\n  - domain: a.example\n    role: ads\n    colour: red\n"
+    root, _ = parse(text, "x.yaml")
+    assert isinstance(root, Mapping)
+    found = {(f.line, f.message.split(":")[0]) for f in _schema_findings(root, "x.yaml", set())}
+    assert found == {(9, "schema"), (10, "schema")}
