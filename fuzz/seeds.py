@@ -150,7 +150,7 @@ def list_seeds(format: str) -> list[bytes]:
 
 def config_seeds() -> list[bytes]:
     configs = [
-        REPO / "dnsfilter" / "default_config.yaml",
+        REPO / "dnsfilter" / "config" / "default_config.yaml",
         REPO / "deploy" / "systemd" / "dnsfilter.yaml",
         REPO / "deploy" / "container" / "dnsfilter.yaml",
     ]

@@ -12,13 +12,11 @@ from urllib.parse import urlsplit
 from dnsfilter.errors import ListError
 from dnsfilter.lists.adblock import parse_adblock
 from dnsfilter.lists.hostsformat import parse_hosts
+from dnsfilter.lists.model import FORMATS as FORMATS
 from dnsfilter.lists.model import BlockList
 from dnsfilter.lists.plainformat import parse_plain
 from dnsfilter.lists.rpz import parse_rpz
 from dnsfilter.lists.yamlformat import parse_yaml_list
-
-#: Every format a list may be written in, as config and --list spell them.
-FORMATS = ("yaml", "hosts", "plain", "adblock", "rpz")
 
 _EXTENSIONS = {
     ".yaml": "yaml",

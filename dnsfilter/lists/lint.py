@@ -11,19 +11,33 @@ annotations), so CI can point at the line.
 from __future__ import annotations
 
 import enum
+import functools
 import ipaddress
+import json
 import re
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
+import jsonschema
+
+from dnsfilter.config.yamltree import (
+    Mapping,
+    Node,
+    Scalar,
+    YamlSyntaxError,
+    get,
+    line_of,
+    parse,
+    to_data,
+)
+from dnsfilter.config.yamltree import Sequence as YamlSequence
 from dnsfilter.errors import ConfigError, ListError
 from dnsfilter.lists.formats import detect_format, parse_list
 from dnsfilter.lists.yamlformat import parse_yaml_list
 from dnsfilter.names import InvalidName, normalize_domain, suffixes
-from dnsfilter.yamltree import Mapping, Node, Scalar, YamlSyntaxError, get, parse
-from dnsfilter.yamltree import Sequence as YamlSequence
 
 #: Debian's package `publicsuffix` installs the list here.
 DEFAULT_PSL = Path("/usr/share/publicsuffix/public_suffix_list.dat")
@@ -199,8 +213,59 @@ def lint_text(
     except YamlSyntaxError:
         return _in_order(findings)  # the loader's message already says where
     if isinstance(root, Mapping):
+        findings += _schema_findings(root, filename, {f.line for f in findings})
         _Linter(filename, psl, findings).run(root)
     return _in_order(findings)
+
+
+@functools.cache
+def _list_schema() -> jsonschema.Draft202012Validator:
+    text = resources.files("dnsfilter.config").joinpath("schemas/list.schema.json").read_text()
+    return jsonschema.Draft202012Validator(json.loads(text))
+
+
+def _schema_findings(root: Mapping, filename: str, reported: set[int]) -> list[Finding]:
+    """What the shipped JSON Schema (the one editors use) finds, on lines the loader left
+    alone: the two agree, and a disagreement is itself worth a look."""
+    out = []
+    for error in _leaves(_list_schema().iter_errors(to_data(root))):
+        path = list(error.absolute_path)
+        line = line_of(root, path)
+        if error.validator == "additionalProperties":
+            parent = _node_at(root, path)
+            known = error.schema.get("properties", {}) if isinstance(error.schema, dict) else {}
+            if isinstance(parent, Mapping):
+                extra = [k for k in parent.items if k not in known]
+                line = parent.items[extra[0]][0] if extra else line
+        if line not in reported:
+            out.append(Finding(filename, line, Severity.ERROR, f"schema: {error.message}"))
+    return out
+
+
+def _leaves(
+    errors: Iterable[jsonschema.ValidationError],
+) -> Iterator[jsonschema.ValidationError]:
+    """An anyOf's failure as the failures of its branch that got furthest into the value."""
+    for error in errors:
+        if not error.context:
+            yield error
+            continue
+        branches: dict[object, list[jsonschema.ValidationError]] = {}
+        for sub in error.context:
+            branches.setdefault(sub.relative_schema_path[0], []).append(sub)
+        best = max(branches.values(), key=lambda b: max(len(e.absolute_path) for e in b))
+        yield from _leaves(best)
+
+
+def _node_at(node: Node | None, path: list[str | int]) -> Node | None:
+    for step in path:
+        if isinstance(node, Mapping) and isinstance(step, str):
+            node = get(node, step)
+        elif isinstance(node, YamlSequence) and isinstance(step, int) and step < len(node.items):
+            node = node.items[step]
+        else:
+            return None
+    return node
 
 
 def _in_order(findings: list[Finding]) -> list[Finding]:

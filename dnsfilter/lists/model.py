@@ -34,6 +34,9 @@ class Role(enum.Enum):
 
 ROLES = frozenset(Role)
 
+#: Every format a list may be written in, as config and --list spell them.
+FORMATS = ("yaml", "hosts", "plain", "adblock", "rpz")
+
 
 @dataclass(frozen=True, slots=True)
 class Reference:

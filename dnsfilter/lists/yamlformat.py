@@ -5,6 +5,18 @@ from __future__ import annotations
 import ipaddress
 import re
 
+from dnsfilter.config.schema import Choice, Key, Mode, Roles, Shape, Str, obj, read_enum, strings
+from dnsfilter.config.schema import read_roles as schema_read_roles
+from dnsfilter.config.yamltree import (
+    Mapping,
+    Node,
+    Reader,
+    Sequence,
+    YamlSyntaxError,
+    by_line,
+    get,
+    parse,
+)
 from dnsfilter.datapath.blocking import BlockMode
 from dnsfilter.errors import ListError
 from dnsfilter.lists.model import (
@@ -17,40 +29,70 @@ from dnsfilter.lists.model import (
     Role,
 )
 from dnsfilter.names import InvalidName, normalize_domain, suffixes
-from dnsfilter.yamltree import (
-    Mapping,
-    Node,
-    Reader,
-    Scalar,
-    Sequence,
-    YamlSyntaxError,
-    by_line,
-    get,
-    parse,
-)
 
 _LIST_NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")
-_TOP_KEYS = frozenset(
-    {
-        "name",
-        "title",
-        "vendor",
-        "category",
-        "description",
-        "references",
-        "domains",
-        "exceptions",
-        "networks",
-        "rejected",
-    }
+_DATE = Shape({"type": "string", "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}$"}, "date", "YYYY-MM-DD")
+_TEXT = Str()
+
+# The format, declared once: the loader takes its keys from here, and the JSON Schema
+# (dnsfilter/config/schemas/list.schema.json) is generated from it.
+ENTRY = (
+    Key("domain", _TEXT, "the name; every name below it is blocked too", required=True),
+    Key("role", Roles(Role), "what the name is: one role or a list of them"),
+    Key("note", _TEXT, "why it is listed (a wide entry says why everything under it goes)"),
+    Key("evidence", _TEXT, "where it is documented: a URL, or owner/repo@commit:path"),
+    Key("added", _DATE, "when it was added (quoted)"),
+    Key("mode", Mode(BlockMode, exclude=("sinkhole",)), "this entry's blocking mode"),
 )
-_ENTRY_KEYS = frozenset({"domain", "role", "note", "evidence", "added", "mode"})
 # An exception is never blocked, so it has neither a blocking mode nor a role to choose.
-_EXCEPTION_KEYS = _ENTRY_KEYS - {"mode", "role"}
-_REJECTED_KEYS = frozenset({"domain", "reason", "source", "added"})
-_NETWORK_KEYS = frozenset({"prefix", "note", "evidence"})
-_REFERENCE_KEYS = frozenset({"url", "title"})
-_REQUIRED = ("name", "title", "vendor", "category", "description", "references", "domains")
+EXCEPTION = tuple(k for k in ENTRY if k.name not in ("mode", "role"))
+REJECTED = (
+    Key("domain", _TEXT, "a name a source lists that this list does not block", required=True),
+    Key("reason", _TEXT, "why it is not blocked", required=True),
+    Key("source", _TEXT, "the source that lists it", required=True),
+    Key("added", _DATE, "when it was rejected (quoted)"),
+)
+NETWORK = (
+    Key("prefix", _TEXT, "an IP prefix the backend is seen on", required=True),
+    Key("note", _TEXT, "what it is"),
+    Key("evidence", _TEXT, "where it is documented"),
+)
+REFERENCE = (
+    Key("url", _TEXT, "a public source", required=True),
+    Key("title", _TEXT, "what it is", required=True),
+)
+
+
+def _items(keys: tuple[Key, ...], strings_too: bool = True, at_least: int = 0) -> Shape:
+    item = obj(keys)
+    schema = strings({"anyOf": [{"type": "string"}, item]} if strings_too else item, at_least)
+    return Shape(schema, "list")
+
+
+LIST = (
+    Key(
+        "name",
+        Shape({"type": "string", "pattern": f"^{_LIST_NAME.pattern}$"}),
+        "the list's name: the file's stem",
+        required=True,
+    ),
+    Key("title", _TEXT, "what people call the app or product", required=True),
+    Key("vendor", _TEXT, "who makes it", required=True),
+    Key("category", Choice(tuple(c.value for c in Category)), "what kind it is", required=True),
+    Key("description", _TEXT, "what it is and why it is listed", required=True),
+    Key("references", _items(REFERENCE, False, 1), "public sources", required=True),
+    Key("domains", _items(ENTRY), "the names blocked", required=True),
+    Key("exceptions", _items(EXCEPTION), "names below an entry that keep resolving"),
+    Key("networks", _items(NETWORK, False), "IP prefixes whose answers are blocked"),
+    Key("rejected", _items(REJECTED, False), "names considered and not blocked"),
+)
+_TOP_KEYS = frozenset(k.name for k in LIST)
+_ENTRY_KEYS = frozenset(k.name for k in ENTRY)
+_EXCEPTION_KEYS = frozenset(k.name for k in EXCEPTION)
+_REJECTED_KEYS = frozenset(k.name for k in REJECTED)
+_NETWORK_KEYS = frozenset(k.name for k in NETWORK)
+_REFERENCE_KEYS = frozenset(k.name for k in REFERENCE)
+_REQUIRED = tuple(k.name for k in LIST if k.required)
 
 
 def parse_yaml_list(text: str, filename: str) -> BlockList:
@@ -171,50 +213,12 @@ def _entries(
 
 def read_mode(reader: Reader, node: Node | None, path: str) -> BlockMode | None:
     """A blocking mode; an unquoted `null` is YAML's null but also our mode's name."""
-    if node is None:
-        return None
-    if isinstance(node, Scalar) and not node.quoted and node.text == "null":
-        return BlockMode.NULL
-    text = reader.string(node, path)
-    if text is None:
-        return None
-    try:
-        return BlockMode(text)
-    except ValueError:
-        known = ", ".join(m.value for m in BlockMode)
-        reader.problem(node.line, path, f"unknown mode {text!r} ({known})")
-        return None
+    return read_enum(reader, node, path, BlockMode)
 
 
 def read_roles(reader: Reader, node: Node | None, path: str) -> tuple[Role, ...]:
     """One role (`role: backend`) or several (`role: [backend, download]`)."""
-    if node is None:
-        return ()
-    if isinstance(node, Scalar):
-        items: list[tuple[int, str, str]] = []
-        text = reader.string(node, path)
-        if text is not None:
-            items.append((node.line, path, text))
-    elif isinstance(node, Sequence):
-        if not node.items:
-            reader.problem(node.line, path, "needs at least one role")
-        items = list(reader.strings(node, path))
-    else:
-        reader.problem(node.line, path, "expected a role or a list of roles (got a mapping)")
-        return ()
-    roles: list[Role] = []
-    for line, item_path, text in items:
-        try:
-            role = Role(text)
-        except ValueError:
-            known = ", ".join(r.value for r in Role)
-            reader.problem(line, item_path, f"unknown role {text!r} ({known})")
-            continue
-        if role in roles:
-            reader.problem(line, item_path, f"role {text!r} is given twice")
-            continue
-        roles.append(role)
-    return tuple(roles)
+    return schema_read_roles(reader, node, path, Role)
 
 
 def _rejected(

@@ -30,4 +30,4 @@ def test_wheel_contains_every_module_and_the_shipped_lists(tmp_path: Path) -> No
     assert sources <= names, f"missing from the wheel: {sorted(sources - names)}"
     shipped = {f"dnsfilter/blocklists/{p.name}" for p in (ROOT / "blocklists").glob("*.yaml")}
     assert shipped and shipped <= names
-    assert "dnsfilter/default_config.yaml" in names
+    assert "dnsfilter/config/default_config.yaml" in names

@@ -11,12 +11,12 @@ import dns.message
 import pytest
 
 from dnsfilter.config import parse_config
+from dnsfilter.config.yamltree import MAX_ALIAS_NODES, MAX_DEPTH
 from dnsfilter.datapath.cache import TtlPolicy, make_entry, make_passthrough
 from dnsfilter.datapath.scrub import scrub
 from dnsfilter.datapath.wire import HEADER_LEN, scan_response
 from dnsfilter.errors import ConfigError, FormatError, ListError
 from dnsfilter.lists.formats import parse_list
-from dnsfilter.yamltree import MAX_ALIAS_NODES, MAX_DEPTH
 
 
 def _yaml_problems(text: str) -> list[str]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 import yaml
@@ -381,3 +381,30 @@ def _trap(node: Scalar) -> str:
     if node.tag == _TIMESTAMP:
         return f"{node.text!r}, which YAML reads as a date"
     return repr(node.text)
+
+
+def to_data(node: Node | None) -> object:
+    """The tree as plain JSON-like data, for JSON Schema: dates as ISO text."""
+    if isinstance(node, Mapping):
+        return {key: to_data(child) for key, (_, child) in node.items.items()}
+    if isinstance(node, Sequence):
+        return [to_data(child) for child in node.items]
+    if node is None:
+        return None
+    value = node.value
+    return value.isoformat() if isinstance(value, datetime.date) else value
+
+
+def line_of(node: Node | None, path: Iterable[str | int]) -> int:
+    """The line of the node a JSON path names (the deepest one that exists)."""
+    line = node.line if node is not None else 0
+    for step in path:
+        if isinstance(node, Mapping) and isinstance(step, str) and step in node.items:
+            line, node = node.items[step]
+            line = node.line if not isinstance(node, Scalar) else line
+        elif isinstance(node, Sequence) and isinstance(step, int) and step < len(node.items):
+            node = node.items[step]
+            line = node.line
+        else:
+            break
+    return line
