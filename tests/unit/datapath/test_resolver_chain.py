@@ -546,3 +546,48 @@ def test_a_bug_while_storing_an_answer_costs_one_servfail(
     assert (message.id, message.rcode()) == (q.id, dns.rcode.SERVFAIL)
     assert message.question[0].to_text() == "www.example.test. IN A"
     assert [r.getMessage() for r in caplog.records] == ["resolving www.example.test failed"]
+
+
+@pytest.mark.parametrize("edns", [False, True], ids=["plain", "edns"])
+def test_a_client_outside_every_network_is_refused_with_ede_18(edns: bool) -> None:
+    """REFUSED says why with EDNS (EDE 18, prohibited); without EDNS it carries no OPT."""
+    resolver = _resolver(SAME, Upstream())
+    wire = dns.message.make_query("www.example.test", "A", use_edns=0 if edns else False)
+    q = parse_query(wire.to_wire(), (OUTSIDER, 5353), Transport.UDP)
+    reply = resolver.answer_now(q)
+    assert isinstance(reply, Reply) and reply.kind is ReplyKind.REFUSED
+    message = dns.message.from_wire(reply.wire)
+    assert message.rcode() == dns.rcode.REFUSED
+    if edns:
+        assert [(o.code, o.text) for o in message.options] == [
+            (dns.edns.EDECode.PROHIBITED, "client is not in a configured network")
+        ]
+    else:
+        assert message.edns == -1
+
+
+@pytest.mark.asyncio
+async def test_build_resolver_caps_negative_answers_at_negative_max_ttl() -> None:
+    """cache.negative_max_ttl reaches the cache: an NXDOMAIN with a day-long SOA is kept
+    (and counted down) from the cap, not from the SOA."""
+    config = parse_config(
+        BUILT.replace("SERVE", "false").replace("stale_ttl: 20}", "negative_max_ttl: 30}"),
+        "built.yaml",
+        None,
+    )
+    resolver = build_resolver(config, [APPS])
+    q = _query(STAFF, "gone.example.test")
+    reply = DNSRecord.parse(q.wire).reply()
+    reply.header.rcode = 3
+    soa = "example.test. 86400 IN SOA ns.example.test. h.example.test. 1 2 3 4 86400"
+    reply.add_auth(RR.fromZone(soa)[0])
+    wire = bytes(reply.pack())
+
+    async def forward(query: Query) -> UpstreamAnswer:
+        return UpstreamAnswer(wire, scan_response(wire), "fake")
+
+    resolver.router = ZoneRouter(cast(Any, type("U", (), {"forward": staticmethod(forward)})), {})
+    verdict = resolver.answer_now(q)
+    assert isinstance(verdict, Verdict)
+    first = await resolver.resolve(q, verdict)
+    assert dns.message.from_wire(first.wire).authority[0].ttl == 30
