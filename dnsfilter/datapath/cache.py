@@ -25,10 +25,11 @@ its prefetch and stale state) lives in a side object made on the first hit.
 from __future__ import annotations
 
 import struct
+from itertools import pairwise
 from typing import TYPE_CHECKING, NamedTuple
 
 from dnsfilter.datapath.scrub import repacked
-from dnsfilter.datapath.wire import QType, Rcode, ResponseScan, soa_minimum
+from dnsfilter.datapath.wire import QType, Rcode, ResponseScan, scan_response, soa_minimum
 from dnsfilter.errors import FormatError
 
 if TYPE_CHECKING:
@@ -313,7 +314,6 @@ def _build_entry(
 
     counts = [0, 0, 0]
     offsets: list[int] = []
-    body: bytes | None = None
     opt = scan.opt
     if records and opt is not None and opt.start < records[-1].end:
         # An OPT amid the records (legal: RFC 6891 says only "in the additional section"):
@@ -323,35 +323,28 @@ def _build_entry(
         # resolver's answers come through scrub, which did this already; RefusedAnswer
         # when dnslib cannot read the message.
         wire, scan = repacked(wire)
-        records, opt = scan.records, scan.opt
-    if records and (opt is None or opt.start >= records[-1].end):
-        # The usual shape: the records sit back to back (the OPT, if any, after them), so
-        # the body is one slice, and only TTLs that a clamp changed need writing. Not so
-        # when scrubbing left some out: then the records are copied one by one.
-        base = end = records[0].start
+        records = scan.records
+    elif any(ref.end != after.start for ref, after in pairwise(records)):
+        # Records left out between others (scrub packs its answers afresh, so only a direct
+        # caller does this): a pointer past the gap would land off once the rest is joined,
+        # so the kept records, in order, are compressed afresh too.
+        starts = {ref.start for ref in records}
+        every = scan_response(wire).records
+        wire, scan = repacked(wire, {i for i, ref in enumerate(every) if ref.start in starts})
+        records = scan.records
+    # The records now sit back to back (the OPT, if any, after them): the body is one
+    # slice, and only TTLs that a clamp changed need writing.
+    body = b""
+    if records:
+        base = records[0].start
         clamped = False
         for ref, ttl in zip(records, ttls, strict=True):
-            if ref.start != end:
-                break
             counts[ref.section - 1] += 1
             offsets.append(ref.ttl_offset - base)
             clamped = clamped or ttl != ref.ttl
-            end = ref.end
-        else:
-            body = wire[base:end]
-            if clamped:
-                body = _with_ttls(body, offsets, ttls)
-    if body is None:
-        counts = [0, 0, 0]
-        offsets = []
-        parts: list[bytes] = []
-        length = 0
-        for ref in records:
-            counts[ref.section - 1] += 1
-            offsets.append(length + ref.ttl_offset - ref.start)
-            parts.append(wire[ref.start : ref.end])
-            length += ref.end - ref.start
-        body = _with_ttls(b"".join(parts), offsets, ttls)
+        body = wire[base : records[-1].end]
+        if clamped:
+            body = _with_ttls(body, offsets, ttls)
     # The header is a resolver's, not the upstream's: RA set (the upstream may be an
     # authoritative server that clears it), AA never (we are not the authority, RFC 1035
     # 4.1.1), RD and CD echoed per client; of the upstream's bits only TC (a passthrough

@@ -861,3 +861,26 @@ def test_opt_between_additional_records_is_left_out() -> None:
     assert len(moved) == len(usual) and scan_response(moved).opt is not None
     for opt in (b"", opt_record(True)):
         assert render(cached(moved), NOW + 2, opt) == render(cached(usual), NOW + 2, opt)
+
+
+def test_records_left_out_by_scrubbing_are_copied_one_by_one_with_their_ttls() -> None:
+    """When scrub drops a record, the others no longer sit back to back: they are copied one
+    by one, counted in their own sections, and each TTL still counts down in place."""
+    reply = DNSRecord(DNSHeader(id=7, qr=1, ra=1), q=DNSQuestion("www.example.test"))
+    for n, ttl in ((1, 300), (2, 200), (3, 100)):
+        reply.add_answer(*RR.fromZone(f"www.example.test. {ttl} IN A 192.0.2.{n}"))
+    reply.add_auth(*RR.fromZone("example.test. 400 IN NS ns.example.test."))
+    reply.add_ar(*RR.fromZone("ns.example.test. 500 IN A 192.0.2.53"))
+    wire = bytes(reply.pack())
+    scan = scan_response(wire)
+    kept = scan._replace(records=tuple(r for i, r in enumerate(scan.records) if i != 1))
+    entry = make_entry(wire, kept, NOW, TtlPolicy())
+    assert entry is not None
+    asked = question(b"\x03www\x07example\x04test\x00")
+    served = DNSRecord.parse(entry.reply(0x4242, 0, asked, b"", NOW + 10, False))
+    assert [(str(r.rname), r.ttl, str(r.rdata)) for r in served.rr] == [
+        ("www.example.test.", 290, "192.0.2.1"),
+        ("www.example.test.", 90, "192.0.2.3"),
+    ]
+    assert [(r.ttl, str(r.rdata)) for r in served.auth] == [(390, "ns.example.test.")]
+    assert [(r.ttl, str(r.rdata)) for r in served.ar] == [(490, "192.0.2.53")]
