@@ -591,3 +591,43 @@ async def test_build_resolver_caps_negative_answers_at_negative_max_ttl() -> Non
     assert isinstance(verdict, Verdict)
     first = await resolver.resolve(q, verdict)
     assert dns.message.from_wire(first.wire).authority[0].ttl == 30
+
+
+class ChainEndUpstream:
+    """An authority that stops at its zone's edge: a CNAME to web.cdn.test and nothing
+    more; or, for cdn.test names, their A. Keeps every query it is asked."""
+
+    def __init__(self) -> None:
+        self.asked: list[Query] = []
+
+    async def forward(self, q: Query) -> UpstreamAnswer:
+        self.asked.append(q)
+        reply = DNSRecord.parse(q.wire).reply()
+        if q.qname.endswith(".cdn.test"):
+            reply.add_answer(*RR.fromZone(f"{q.qname}. 300 A 192.0.2.77"))
+        else:
+            reply.add_answer(*RR.fromZone(f"{q.qname}. 300 CNAME web.cdn.test."))
+        wire = bytes(reply.pack())
+        return UpstreamAnswer(wire, scan_response(wire), "fake")
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("do", [False, True], ids=["no-do", "do"])
+async def test_the_chase_asks_for_the_target_where_the_router_sends_it_with_the_clients_do(
+    do: bool,
+) -> None:
+    office, cdn = ChainEndUpstream(), ChainEndUpstream()
+    resolver = Resolver(
+        build_policy(parse_config(SAME, "chain.yaml", None), [APPS]),
+        ZoneRouter(office, {"cdn.test": cdn}),
+        AnswerCache(100),
+        lambda: 50.0,
+    )
+    wire = dns.message.make_query("www.office.test", "A", want_dnssec=do).to_wire()
+    reply = await _reply(resolver, parse_query(wire, (STAFF, 5353), Transport.UDP))
+    assert [rrset.to_text() for rrset in dns.message.from_wire(reply.wire).answer] == [
+        "www.office.test. 300 IN CNAME web.cdn.test.",
+        "web.cdn.test. 300 IN A 192.0.2.77",
+    ]
+    assert [(q.qname, q.do) for q in office.asked] == [("www.office.test", do)]
+    assert [(q.qname, q.qtype, q.do) for q in cdn.asked] == [("web.cdn.test", 1, do)]
