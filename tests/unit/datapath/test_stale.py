@@ -367,3 +367,25 @@ async def test_close_cancels_background_refreshes() -> None:
     await asyncio.sleep(0)
     await asyncio.sleep(0)
     assert task.cancelled()
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(("busy", "prefetched"), [(255, 1), (256, 0)])
+async def test_prefetch_waits_while_256_background_tasks_run(busy: int, prefetched: int) -> None:
+    """Refreshes are bounded: with _MAX_BACKGROUND (256) tasks already running, a late hit
+    starts none (the entry is still served, and refreshed when it expires)."""
+    upstream, clock = FakeUpstream(answer()), Clock()
+    resolver = make_resolver(upstream, clock, prefetch_min_hits=1)
+    cache = resolver.cache
+    assert cache is not None
+    await ask(resolver, query())
+    hold = asyncio.Event()
+    for _ in range(busy):
+        resolver._in_background(asyncio.get_running_loop().create_task(hold.wait()))
+    clock.now = NOW + TTL * 0.9
+    assert (await ask(resolver, query())).kind is ReplyKind.CACHED
+    assert cache.prefetches == prefetched
+    assert len(resolver._background) == busy + prefetched
+    hold.set()
+    await settle(resolver)
+    assert upstream.calls == 1 + prefetched
