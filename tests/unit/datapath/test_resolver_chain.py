@@ -631,3 +631,30 @@ async def test_the_chase_asks_for_the_target_where_the_router_sends_it_with_the_
     ]
     assert [(q.qname, q.do) for q in office.asked] == [("www.office.test", do)]
     assert [(q.qname, q.qtype, q.do) for q in cdn.asked] == [("web.cdn.test", 1, do)]
+
+
+@pytest.mark.asyncio
+async def test_resolve_goes_on_from_the_first_try_start_handed_over() -> None:
+    """The fallback's resolve(q, verdict, first) hands the tried server to the group, which
+    fails over from there, and the answer is forwarded and cached."""
+    held = HeldGroup()
+    resolver = _held_resolver(held)
+    q = _query(STAFF, "www.example.test")
+    verdict = resolver.answer_now(q)
+    assert isinstance(verdict, Verdict)
+    fallbacks: list[FirstTry | None] = []
+    resolver.start(q, verdict, lambda reply: None, fallbacks.append)
+    first = FirstTry(held.group.servers[0], 1.0, "192.0.2.1:53: SERVFAIL")
+    held.tries[0][1](None, first)
+    handed: list[FirstTry | None] = []
+
+    async def forward(q: Query, first: FirstTry | None = None) -> UpstreamAnswer:
+        handed.append(first)
+        return _a_answer(q)
+
+    held.group.forward = forward  # type: ignore[method-assign]
+    reply = await resolver.resolve(q, verdict, fallbacks[0])
+    assert reply.kind is ReplyKind.FORWARDED
+    assert handed == [first]
+    hit = resolver.answer_now(_query(STAFF, "www.example.test"))
+    assert isinstance(hit, Reply) and hit.kind is ReplyKind.CACHED
