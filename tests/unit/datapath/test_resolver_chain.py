@@ -3,6 +3,7 @@ when every network enforces the same lists."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
@@ -658,3 +659,35 @@ async def test_resolve_goes_on_from_the_first_try_start_handed_over() -> None:
     assert handed == [first]
     hit = resolver.answer_now(_query(STAFF, "www.example.test"))
     assert isinstance(hit, Reply) and hit.kind is ReplyKind.CACHED
+
+
+@pytest.mark.asyncio
+async def test_a_chain_start_left_unfinished_is_chased_in_a_task_and_answered_by_callback() -> None:
+    held = HeldGroup()
+    cdn = ChainEndUpstream()
+    resolver = Resolver(
+        build_policy(parse_config(SAME, "chain.yaml", None), [APPS]),
+        ZoneRouter(cast(Any, held.group), {"cdn.test": cdn}),
+        AnswerCache(100),
+        lambda: 50.0,
+    )
+    q = _query(STAFF, "www.office.test")
+    verdict = resolver.answer_now(q)
+    assert isinstance(verdict, Verdict)
+    replies: list[Reply] = []
+    fallbacks: list[FirstTry | None] = []
+    resolver.start(q, verdict, replies.append, fallbacks.append)
+    reply = DNSRecord.parse(q.wire).reply()
+    reply.add_answer(*RR.fromZone("www.office.test. 300 CNAME web.cdn.test."))
+    wire = bytes(reply.pack())
+    held.tries[0][1](UpstreamAnswer(wire, scan_response(wire), "192.0.2.1:53"), None)
+    assert replies == []  # the chase needs another query: a task's work
+    while resolver._background:
+        await asyncio.gather(*resolver._background)
+    assert [r.kind for r in replies] == [ReplyKind.FORWARDED]
+    assert [rrset.to_text() for rrset in dns.message.from_wire(replies[0].wire).answer] == [
+        "www.office.test. 300 IN CNAME web.cdn.test.",
+        "web.cdn.test. 300 IN A 192.0.2.77",
+    ]
+    assert [x.qname for x in cdn.asked] == ["web.cdn.test"]
+    assert fallbacks == []
