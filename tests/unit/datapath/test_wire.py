@@ -1520,3 +1520,16 @@ def test_a_sig0_signed_query_is_unverifiable_without_a_tsig_to_echo() -> None:
     assert raised.value.tsig_start is None
     wire = notauth_reply(data, raised.value.question_end, None)
     assert wire[:12] == bytes.fromhex("1357 8189 0001 0000 0000 0000")
+
+
+@pytest.mark.parametrize(("labels", "echoed"), [(4, True), (5, False)])
+def test_error_reply_echoes_questions_up_to_the_255_octet_name_limit(
+    labels: int, echoed: bool
+) -> None:
+    """A second question's name of 4 x 60-octet labels (245 octets) is echoed with the
+    first; at 5 labels (306 octets) it is no name, and the reply is the header alone."""
+    long_name = b"".join(b"\x3c" + b"a" * 60 for _ in range(labels)) + b"\x00"
+    questions = question() + long_name + b"\x00\x01\x00\x01"
+    wire = error_reply(header(0x0102, 0x0100, 2, 0, 0, 0) + questions, Rcode.FORMERR)
+    assert struct.unpack_from("!H", wire, 4)[0] == (2 if echoed else 0)
+    assert wire[12:] == (questions if echoed else b"")

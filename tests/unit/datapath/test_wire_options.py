@@ -43,6 +43,15 @@ def _query(options: list[dns.edns.Option] | None, edns: bool = True) -> bytes:
         pytest.param(_query([KEEPALIVE])[:-2], False, id="truncated"),
         pytest.param(b"\x00" * 5, False, id="shorter-than-header"),
         pytest.param(_query([KEEPALIVE])[:12] + b"\xc0", False, id="broken-question"),
+        # QDCOUNT 0, though its bytes would read as the root's question and a keepalive OPT:
+        # only a one-question query is looked into.
+        pytest.param(
+            struct.pack("!6H", 1, 0, 0, 0, 0, 1)
+            + b"\x00\x00\x01\x00\x01"
+            + _query([KEEPALIVE])[12 + len(b"\x03www\x07example\x04test\x00") + 4 :],
+            False,
+            id="no-question",
+        ),
     ],
 )
 def test_query_has_option(wire: bytes, found: bool) -> None:
