@@ -691,3 +691,37 @@ async def test_a_chain_start_left_unfinished_is_chased_in_a_task_and_answered_by
     ]
     assert [x.qname for x in cdn.asked] == ["web.cdn.test"]
     assert fallbacks == []
+
+
+class ReferralStyleUpstream(Upstream):
+    """Answers with its zone's NS in authority and their addresses in additional."""
+
+    async def forward(self, q: Query) -> UpstreamAnswer:
+        self.calls += 1
+        reply = DNSRecord.parse(q.wire).reply()
+        reply.add_answer(*RR.fromZone(f"{q.qname}. 300 A 192.0.2.1"))
+        reply.add_auth(*RR.fromZone("example.test. 300 NS ns.example.test."))
+        reply.add_ar(*RR.fromZone("ns.example.test. 300 A 192.0.2.53"))
+        wire = bytes(reply.pack())
+        return UpstreamAnswer(wire, scan_response(wire), "fake")
+
+
+@pytest.mark.asyncio
+async def test_responses_are_minimal_unless_configured_otherwise() -> None:
+    """A Resolver's default is minimal_responses: the answer only, no NS or glue."""
+    reply = await _reply(
+        _resolver(SAME, ReferralStyleUpstream()), _query(STAFF, "www.example.test")
+    )
+    message = dns.message.from_wire(reply.wire)
+    assert [rrset.to_text() for rrset in message.answer] == ["www.example.test. 300 IN A 192.0.2.1"]
+    assert (message.authority, message.additional) == ([], [])
+
+
+@pytest.mark.asyncio
+async def test_a_servfail_carries_the_clients_verdict() -> None:
+    """Metrics and the audit log count a SERVFAIL under the client's network."""
+    upstream = FailingUpstream()
+    upstream.failing = True
+    reply = await _reply(_resolver(SAME, upstream), _query(GUEST, "www.example.test"))
+    assert reply.kind is ReplyKind.SERVFAIL
+    assert reply.verdict.network == "guests"

@@ -12,6 +12,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 
 import dns.edns
+import dns.flags
 import dns.message
 import dns.rcode
 import pytest
@@ -389,3 +390,26 @@ async def test_prefetch_waits_while_256_background_tasks_run(busy: int, prefetch
     hold.set()
     await settle(resolver)
     assert upstream.calls == 1 + prefetched
+
+
+@pytest.mark.asyncio
+async def test_a_stale_answer_keeps_the_clients_do_bit() -> None:
+    """RFC 8767 answers carry EDE 3 in an OPT whose DO bit echoes the client's (RFC 3225)."""
+
+    async def fail(q: Query) -> bytes:
+        raise UpstreamTimeout("fake: no answer")
+
+    def with_do() -> Query:
+        message = dns.message.make_query("www.example.test", "A", want_dnssec=True)
+        return parse_query(message.to_wire(), ("127.0.0.1", 5353), Transport.UDP)
+
+    upstream, clock = FakeUpstream(answer()), Clock()
+    resolver = make_resolver(upstream, clock)
+    await ask(resolver, with_do())
+    upstream.handler = fail
+    clock.now = NOW + TTL + 1
+    reply = await ask(resolver, with_do())
+    assert reply.kind is ReplyKind.STALE
+    message = dns.message.from_wire(reply.wire)
+    assert message.ednsflags & dns.flags.DO
+    assert [option.code for option in message.options] == [dns.edns.EDECode.STALE_ANSWER]
