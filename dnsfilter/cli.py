@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from dnsfilter import __version__
 from dnsfilter.config import Config, default_config_text, with_overrides
+from dnsfilter.datapath.fastpath import DATAPATH
 from dnsfilter.datapath.server import ListenError
 from dnsfilter.egress.cli import register as register_egress
 from dnsfilter.errors import ConfigError, ListError, PrivilegeError
@@ -42,7 +43,9 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dnsfilter", description="A protective DNS resolver for government networks."
     )
-    parser.add_argument("--version", action="version", version=f"dnsfilter {__version__}")
+    parser.add_argument(
+        "--version", action="version", version=f"dnsfilter {__version__}, datapath {DATAPATH}"
+    )
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
     serve = commands.add_parser("serve", help="run the resolver")

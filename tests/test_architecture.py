@@ -254,6 +254,11 @@ RULES = [
             ("dnsfilter.datapath", "dnsfilter.lists.model", "BlockList: what policy matches"),
             ("dnsfilter.datapath", "dnsfilter.observe.metrics", "the counters it bumps"),
             ("dnsfilter.datapath.server", "dnsfilter.observe.querylog", "the audit sink"),
+            (
+                "dnsfilter.datapath.fastpath",
+                "dnsfilter.observe.querylog",
+                "the audit events the compiled loop records",
+            ),
         ),
     ),
     Rule(

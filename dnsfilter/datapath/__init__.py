@@ -10,9 +10,12 @@
   upstream   UDP, TCP and DNS-over-TLS upstreams, groups and failover (asyncio)
   resolver   the chain, built in one function: answer_now / resolve
   server     the UDP and TCP listeners (asyncio)
+  fastpath   which UDP datapath runs: the compiled loop (_fastpath.pyx, Cython) in front
+             of server's UdpListener, or the listener alone (DNSFILTER_PURE=1)
 
 May import: errors, names, config, lists.model (the tables policy builds from),
-observe.metrics (the counters it bumps), observe.querylog (server's audit sink) and
+observe.metrics (the counters it bumps), observe.querylog (the audit sink of server and
+fastpath) and
 operate.budget (server's connection slots are drawn on the descriptor budget). The pure
 modules import no asyncio, socket or ssl. Never observe.report, observe.explain,
 observe.httpserver, the rest of operate, egress or the CLI.

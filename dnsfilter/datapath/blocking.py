@@ -70,15 +70,24 @@ class BlockAnswers:
         """The blocked reply; mode overrides the policy's own (a list entry may demand one)."""
         qtype = q.qtype
         shape = (list_name, mode, qtype if qtype in (_A, _AAAA) else 0, q.edns, q.do)
-        made = self._made.get(shape)
-        if made is None:
-            made = self._made[shape] = self._make(qtype, list_name, mode, q.edns, q.do)
+        made = self._made.get(shape) or self.shape(qtype, list_name, mode, q.edns, q.do)
         return (
             _ID_FLAGS.pack(q.id, reply_flags(q.flags, made.rcode))
             + made.counts
             + q.wire[HEADER_LEN : q.question_end]
             + made.tail
         )
+
+    def shape(
+        self, qtype: int, list_name: str, mode: BlockMode | None, edns: bool, do: bool
+    ) -> _Made:
+        """The reply shape reply() uses for such a query: the compiled datapath (_fastpath)
+        puts the header and question before it itself."""
+        shape = (list_name, mode, qtype if qtype in (_A, _AAAA) else 0, edns, do)
+        made = self._made.get(shape)
+        if made is None:
+            made = self._made[shape] = self._make(qtype, list_name, mode, edns, do)
+        return made
 
     def _make(
         self, qtype: int, list_name: str, mode: BlockMode | None, edns: bool, do: bool

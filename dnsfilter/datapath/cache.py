@@ -95,7 +95,7 @@ def _shared(layout: Layout) -> Layout:
 
 #: Where in an entry's lifetime the prefetch window starts (unbound prefetches at 90% too).
 PREFETCH_WINDOW = 0.9
-_LIFETIME_PER_WINDOW = 1 / PREFETCH_WINDOW
+LIFETIME_PER_WINDOW = 1 / PREFETCH_WINDOW
 
 
 class _HitState:
@@ -146,7 +146,7 @@ class CacheEntry:
         rounding of prefetch_at (a nanosecond on a monotonic clock). Derived rather than
         kept, one float fewer an entry; AnswerCache.get computes it the same way, inline."""
         stored_at = self.stored_at
-        return stored_at + (self.prefetch_at - stored_at) * _LIFETIME_PER_WINDOW
+        return stored_at + (self.prefetch_at - stored_at) * LIFETIME_PER_WINDOW
 
     def _hit_state(self) -> _HitState:
         state = self._hit
@@ -405,7 +405,7 @@ class AnswerCache:
             self.misses += 1
             return None
         stored_at = entry.stored_at
-        expires_at = stored_at + (entry.prefetch_at - stored_at) * _LIFETIME_PER_WINDOW
+        expires_at = stored_at + (entry.prefetch_at - stored_at) * LIFETIME_PER_WINDOW
         if now >= expires_at:
             if now >= expires_at + self.stale_max_age:
                 del self._entries[key]

@@ -32,6 +32,7 @@ from typing import Any, cast
 
 from dnsfilter.config import RESERVED_NETWORK as NO_NETWORK
 from dnsfilter.config import HostPort, RateLimitConfig, ServerConfig
+from dnsfilter.datapath import fastpath
 from dnsfilter.datapath.policy import Verdict
 from dnsfilter.datapath.ratelimit import ClientLimits
 from dnsfilter.datapath.resolver import Reply, ReplyKind, Resolver, bug_reply
@@ -145,10 +146,7 @@ class QueryHandler:
         if limits is not None:
             key = limits.key(client[0])  # None: an exempt network
             if key is not None and self.rate_limited and not limits.allow(key, started):
-                self._count_bad(client, transport, ReplyKind.RATELIMITED, started, q.qtype)
-                if self.refuse_limited:
-                    return build_reply(q, Rcode.REFUSED, ede=_RATELIMITED if q.edns else b"")
-                return None
+                return self._over_rate(q, started)
         result = self.resolver.answer_now(q)
         if type(result) is Reply:
             self._count(q, result, started)
@@ -167,6 +165,18 @@ class QueryHandler:
         if transport is Transport.TCP:
             return build_reply(q, Rcode.SERVFAIL)
         return None
+
+    def _over_rate(self, q: Query, started: float) -> bytes | None:
+        """A query over its client's rate: counted, then REFUSED or dropped (None)."""
+        self._count_bad(q.client, q.transport, ReplyKind.RATELIMITED, started, q.qtype)
+        if self.refuse_limited:
+            return build_reply(q, Rcode.REFUSED, ede=_RATELIMITED if q.edns else b"")
+        return None
+
+    def over_rate_datagram(self, data: bytes, host: str, started: float) -> bytes | None:
+        """_over_rate for a UDP query the compiled datapath parsed and found over the rate
+        (its token taken there): it is one parse_query accepts."""
+        return self._over_rate(parse_query(data, (host, 0), Transport.UDP, self.udp_limit), started)
 
     async def resolve(
         self, q: Query, verdict: Verdict, started: float, first: FirstTry | None = None
@@ -567,10 +577,10 @@ class DnsServer:
         self.bound: list[HostPort] = []
         self._transports: list[asyncio.BaseTransport] = []
         self._servers: list[asyncio.Server] = []
+        self._compiled: list[fastpath.CompiledUdp] = []
 
     async def start(self, addresses: Sequence[HostPort]) -> list[HostPort]:
         """Bind every address (UDP and TCP); return them with the real ports."""
-        loop = asyncio.get_running_loop()
         pairs = []
         try:
             for address in addresses:
@@ -581,25 +591,31 @@ class DnsServer:
                 tcp.close()
             raise
         for address, udp, tcp in pairs:
-            transport, _ = await loop.create_datagram_endpoint(
-                lambda: UdpListener(self.handler), sock=udp
-            )
-            self._transports.append(transport)
+            await self._serve_udp(udp)
             self._servers.append(await asyncio.start_server(self.tcp, sock=tcp))
             self.bound.append(HostPort(address.host, udp.getsockname()[1]))
         return self.bound
+
+    async def _serve_udp(self, sock: socket.socket) -> None:
+        """The compiled loop in front of a UdpListener where it is built, else the listener
+        on the event loop's own datagram transport."""
+        if fastpath.COMPILED is not None:
+            self._compiled.append(
+                fastpath.CompiledUdp(sock, self.handler, UdpListener(self.handler))
+            )
+            return
+        transport, _ = await asyncio.get_running_loop().create_datagram_endpoint(
+            lambda: UdpListener(self.handler), sock=sock
+        )
+        self._transports.append(transport)
 
     async def start_bound(
         self, bound: Sequence[tuple[HostPort, socket.socket, socket.socket]]
     ) -> None:
         """Serve on (address, UDP, TCP) sockets bound elsewhere: a worker's SO_REUSEPORT share,
         bound by the supervisor before privileges were dropped."""
-        loop = asyncio.get_running_loop()
         for address, udp, tcp in bound:
-            transport, _ = await loop.create_datagram_endpoint(
-                lambda: UdpListener(self.handler), sock=udp
-            )
-            self._transports.append(transport)
+            await self._serve_udp(udp)
             self._servers.append(await asyncio.start_server(self.tcp, sock=tcp))
             self.bound.append(address)
 
@@ -636,6 +652,8 @@ class DnsServer:
         if left:
             await asyncio.gather(*left, return_exceptions=True)
         # Only now: the UDP answers of the queries in flight went out through these.
+        for served in self._compiled:
+            served.close()
         for transport in self._transports:
             transport.close()
         for server in self._servers:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from dnsfilter.config import DEFAULT_CONFIG_NAME, Config, HostPort
+from dnsfilter.datapath.fastpath import DATAPATH
 from dnsfilter.datapath.policy import build_policy
 from dnsfilter.datapath.resolver import Resolver, build_resolver
 from dnsfilter.datapath.server import DnsServer
@@ -253,6 +254,7 @@ class Service(Reloading):
         self._start_audit()
         for address in await self.dns.start(self.config.server.listen):
             log.info("listening on %s (udp, tcp)", address)
+        log.info("datapath: %s", DATAPATH)
         if self.config.metrics.enabled:
             address = await self.status.start(self.config.metrics.listen)
             log.info("metrics on http://%s/metrics", address)

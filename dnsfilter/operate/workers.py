@@ -46,6 +46,7 @@ from typing import Any, NoReturn
 from prometheus_client import CollectorRegistry
 
 from dnsfilter.config import Config, HostPort
+from dnsfilter.datapath.fastpath import DATAPATH
 from dnsfilter.datapath.resolver import Resolver, build_resolver
 from dnsfilter.datapath.server import bind_sockets
 from dnsfilter.lists.model import BlockList
@@ -156,6 +157,7 @@ class Supervisor(Reloading):
         log_budget(self.budget)
         for address in self._bind():
             log.info("listening on %s (udp, tcp)", address)
+        log.info("datapath: %s", DATAPATH)
         try:
             if self.config.metrics.enabled:
                 address = await self.status.start(self.config.metrics.listen)
