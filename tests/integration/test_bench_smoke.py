@@ -16,7 +16,7 @@ import pytest
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
-SERVERS = ("dnsfilter", "unbound", "dnsmasq", "ceiling")
+SERVERS = ("dnsfilter", "dnsfilter-pure", "unbound", "dnsmasq", "ceiling", "ceiling-mmsg")
 SETS = ("blocked", "cached", "miss")
 TIMEOUT = 120.0
 
