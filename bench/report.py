@@ -191,7 +191,9 @@ def render(runs: Sequence[ServerRun], *, title: str, facts: Sequence[str], smoke
         if pure is not None:
             other = _judge(target, pure, by_name, smoke)
             ratio = other.cpu_ratio if target.unit == "cpu" else other.ratio
-            cells.append("; ".join(cell for cell in (other.shown, ratio, other.result)))
+            cells.append(
+                "; ".join(cell for cell in (other.shown, ratio, other.result) if cell != "—")
+            )
         lines.append("| " + " | ".join(cells) + " |")
     lines += [
         "",

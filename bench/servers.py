@@ -22,6 +22,7 @@ probe can knock before the server has logged anything.
 from __future__ import annotations
 
 import functools
+import importlib.util
 import os
 import re
 import shutil
@@ -234,11 +235,7 @@ def dnsfilter_env(pure: bool) -> dict[str, str]:
 
 @functools.cache
 def dnsfilter_version(pure: bool = False) -> tuple[str, str | None]:
-    """`dnsfilter --version` (with the git commit), and the datapath it names, if it does.
-
-    Either form is read: a second line ``datapath: compiled (...)``, or ``, datapath ...``
-    after the version on the first.
-    """
+    """`dnsfilter --version` (with the git commit), and the datapath it names, if it does."""
     result = subprocess.run(
         dnsfilter_cmd("--version"),
         capture_output=True,
@@ -247,10 +244,7 @@ def dnsfilter_version(pure: bool = False) -> tuple[str, str | None]:
         check=False,
         env=dnsfilter_env(pure),
     )
-    text = result.stdout.strip()
-    first = text.splitlines()[0] if text else ""
-    version = _VERSION_DATAPATH.sub("", first).strip() or "dnsfilter ?"
-    match = _VERSION_DATAPATH.search(text)
+    version, datapath = split_version(result.stdout)
     head = subprocess.run(
         ["git", "-C", str(REPO), "describe", "--always", "--dirty"],
         capture_output=True,
@@ -258,7 +252,20 @@ def dnsfilter_version(pure: bool = False) -> tuple[str, str | None]:
         timeout=10,
         check=False,
     ).stdout.strip()
-    return (f"{version} (git {head})" if head else version), (match.group(1) if match else None)
+    return (f"{version} (git {head})" if head else version), datapath
+
+
+def split_version(text: str) -> tuple[str, str | None]:
+    """`dnsfilter --version`'s output as (version, datapath or None when it names none).
+
+    Either form is read: a second line ``datapath: compiled (...)``, or ``, datapath ...``
+    after the version on the first.
+    """
+    text = text.strip()
+    first = text.splitlines()[0] if text else ""
+    version = _VERSION_DATAPATH.sub("", first).strip() or "dnsfilter ?"
+    match = _VERSION_DATAPATH.search(text)
+    return version, match.group(1) if match else None
 
 
 def logged_datapath(log_text: str) -> str | None:
@@ -480,6 +487,8 @@ def build_echo_mmsg(build: Path) -> Path:
 
     Built for every run, with the interpreter that runs the benchmark, and never installed.
     """
+    if importlib.util.find_spec("Cython") is None:
+        raise RuntimeError("ceiling-mmsg needs Cython: .venv/bin/pip install cython")
     source = Path(__file__).with_name("_echo_mmsg.pyx")
     build.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(source, build / source.name)
@@ -497,8 +506,6 @@ def build_echo_mmsg(build: Path) -> Path:
     built = list(build.glob(f"{source.stem}.*.so"))
     if result.returncode != 0 or not built:
         output = (result.stdout + result.stderr).strip()
-        if "No module named Cython" in output:
-            raise RuntimeError("ceiling-mmsg needs Cython: .venv/bin/pip install cython")
         raise RuntimeError(f"building {source.name} failed:\n{output[-3000:]}")
     return build
 
