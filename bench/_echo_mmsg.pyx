@@ -9,8 +9,9 @@ run by bench/echo_mmsg.py; not part of the dnsfilter package.
 
 A signal interrupts recvmmsg with EINTR; the loop then takes the GIL and calls
 PyErr_CheckSignals(), so the handler's exception (SIGTERM -> bench/echo_mmsg.py's handler,
-SIGINT -> KeyboardInterrupt) leaves serve(). The socket's SO_RCVTIMEO bounds how long a signal
-that lands just before recvmmsg waits (EAGAIN takes the same path).
+SIGINT -> KeyboardInterrupt) leaves serve(). A signal that lands outside recvmmsg interrupts
+nothing, so the loop also checks after an EINTR from sendmmsg, every CHECK_EVERY batches
+(under load) and when the socket's SO_RCVTIMEO expires (EAGAIN, when idle).
 """
 
 from cpython.exc cimport PyErr_CheckSignals
@@ -53,6 +54,7 @@ cdef enum:
     BATCH = 64  # datagrams per recvmmsg
     BUFSIZE = 4096  # bytes per datagram; a longer one (MSG_TRUNC) is dropped
     HEADER = 12  # a DNS header; shorter datagrams are dropped
+    CHECK_EVERY = 1024  # batches between two looks at Python's signal handlers
 
 
 cdef struct Batch:
@@ -67,20 +69,28 @@ cdef struct Batch:
     unsigned long long dropped
 
 
+cdef void _prepare(Batch *b) noexcept nogil:
+    """Point every header at its iovec, and each receive at its buffer and address (calloc
+    zeroed the rest); per datagram, only what changes is written."""
+    cdef int i
+    for i in range(BATCH):
+        b.recv_iov[i].iov_base = b.bufs[i]
+        b.recv_iov[i].iov_len = BUFSIZE
+        b.recv[i].msg_hdr.msg_name = &b.addrs[i]
+        b.recv[i].msg_hdr.msg_namelen = sizeof(sockaddr_storage)
+        b.recv[i].msg_hdr.msg_iov = &b.recv_iov[i]
+        b.recv[i].msg_hdr.msg_iovlen = 1
+        b.send[i].msg_hdr.msg_iov = &b.send_iov[i]
+        b.send[i].msg_hdr.msg_iovlen = 1
+
+
 cdef int _drain(Batch *b, int fd) noexcept nogil:
-    """Echo batches until a call fails; 0 on EINTR or EAGAIN (check signals), else errno."""
-    cdef int i, got, n, sent, off
-    while True:
-        for i in range(BATCH):
-            b.recv_iov[i].iov_base = b.bufs[i]
-            b.recv_iov[i].iov_len = BUFSIZE
-            b.recv[i].msg_hdr.msg_name = &b.addrs[i]
-            b.recv[i].msg_hdr.msg_namelen = sizeof(sockaddr_storage)
-            b.recv[i].msg_hdr.msg_iov = &b.recv_iov[i]
-            b.recv[i].msg_hdr.msg_iovlen = 1
-            b.recv[i].msg_hdr.msg_control = NULL
-            b.recv[i].msg_hdr.msg_controllen = 0
-            b.recv[i].msg_hdr.msg_flags = 0
+    """Echo batches; 0 when Python's signal handlers are due a look, else an errno."""
+    cdef int i, got, n, sent, off, flags
+    cdef socklen_t namelen
+    cdef int interrupted = 0
+    cdef unsigned long long until = b.batches + CHECK_EVERY
+    while not interrupted and b.batches < until:
         got = recvmmsg(fd, b.recv, BATCH, MSG_WAITFORONE, NULL)
         if got < 0:
             if errno == EINTR or errno == EAGAIN:  # EAGAIN: SO_RCVTIMEO (EWOULDBLOCK on Linux)
@@ -89,32 +99,34 @@ cdef int _drain(Batch *b, int fd) noexcept nogil:
         b.batches += 1
         n = 0
         for i in range(got):
-            if b.recv[i].msg_len < HEADER or (b.recv[i].msg_hdr.msg_flags & MSG_TRUNC):
+            # The kernel wrote these two: keep them, and reset them for the next receive.
+            flags = b.recv[i].msg_hdr.msg_flags
+            namelen = b.recv[i].msg_hdr.msg_namelen
+            b.recv[i].msg_hdr.msg_flags = 0
+            b.recv[i].msg_hdr.msg_namelen = sizeof(sockaddr_storage)
+            if b.recv[i].msg_len < HEADER or (flags & MSG_TRUNC):
                 b.dropped += 1
                 continue
             b.bufs[i][2] |= 0x80
             b.send_iov[n].iov_base = b.bufs[i]
             b.send_iov[n].iov_len = b.recv[i].msg_len
             b.send[n].msg_hdr.msg_name = &b.addrs[i]
-            b.send[n].msg_hdr.msg_namelen = b.recv[i].msg_hdr.msg_namelen
-            b.send[n].msg_hdr.msg_iov = &b.send_iov[n]
-            b.send[n].msg_hdr.msg_iovlen = 1
-            b.send[n].msg_hdr.msg_control = NULL
-            b.send[n].msg_hdr.msg_controllen = 0
-            b.send[n].msg_hdr.msg_flags = 0
+            b.send[n].msg_hdr.msg_namelen = namelen
             n += 1
         off = 0
         while off < n:
             sent = sendmmsg(fd, &b.send[off], n - off, 0)
             if sent < 0:
                 if errno == EINTR:
-                    continue  # the rest of the batch first; signals at the next receive
+                    interrupted = 1  # the rest of the batch first, then the signal
+                    continue
                 # A full send buffer or an unreachable client: UDP drops this one and goes on.
                 b.dropped += 1
                 off += 1
                 continue
             b.answered += sent
             off += sent
+    return 0
 
 
 def serve(int fd, list counts):
@@ -126,6 +138,7 @@ def serve(int fd, list counts):
     cdef int err = 0
     if b == NULL:
         raise MemoryError()
+    _prepare(b)
     try:
         while True:
             with nogil:
