@@ -195,7 +195,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     stamp = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     title = f"dnsfilter benchmark, {stamp}{' (smoke run)' if args.smoke else ''}"
-    table = render(runs, title=title, facts=facts, smoke=args.smoke)
+    table = render(runs, title=title, facts=facts, smoke=args.smoke, entries=entries)
     print(table)
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
