@@ -1,11 +1,14 @@
-"""Benchmark dnsfilter against unbound, dnsmasq and a bare echo ceiling, one core each.
+"""Benchmark dnsfilter against unbound, dnsmasq and two bare echo ceilings, one core each.
 
     .venv/bin/python bench/run.py                 # 1M-entry list, 20 s per query set
     .venv/bin/python bench/run.py --smoke         # seconds; proves the harness works (CI)
 
 Generates a seeded workload into a temp dir (bench/workload.py), starts nsd on loopback as the
 upstream, then runs each server in turn on 127.0.0.1 with the same lists, the server pinned to
-one core and dnsperf (and nsd) to another. Prints a markdown table and writes it to --out.
+one core and dnsperf (and nsd) to another. dnsfilter runs twice: as installed (the compiled
+datapath when it is built) and with DNSFILTER_PURE=1 (dnsfilter-pure); the ceilings are a uvloop
+echo (ceiling) and a compiled recvmmsg/sendmmsg echo (ceiling-mmsg, the kernel's floor).
+Prints a markdown table and writes it to --out.
 Exit status: 0 when every server ran every set, 1 when one failed (the table says which),
 2 on bad arguments or missing tools.
 """
@@ -45,7 +48,9 @@ from bench.report import ServerRun, render
 from bench.upstream import NsdUpstream, find_nsd
 from bench.workload import SET_NAMES, WILDCARD_A, ZONE, ZONE_TEXT, Workload, generate
 
-SERVERS = ("dnsfilter", "unbound", "dnsmasq", "ceiling")
+SERVERS = ("dnsfilter", "dnsfilter-pure", "unbound", "dnsmasq", "ceiling", "ceiling-mmsg")
+#: The rows that run dnsfilter (and take --workers).
+DNSFILTER_ROWS = ("dnsfilter", "dnsfilter-pure")
 #: Unique names in the miss file per second of --duration: more than any server here forwards.
 MISS_NAMES_PER_SECOND = 150_000
 
@@ -53,7 +58,7 @@ MISS_NAMES_PER_SECOND = 150_000
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bench/run.py",
-        description="Benchmark dnsfilter against unbound, dnsmasq and an echo ceiling.",
+        description="Benchmark dnsfilter against unbound, dnsmasq and two echo ceilings.",
     )
     parser.add_argument(
         "--smoke",
@@ -78,7 +83,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--workers",
         default="1",
-        help="dnsfilter server.workers values to run, e.g. 1,2 (when the build has workers)",
+        help="server.workers values for the dnsfilter rows, e.g. 1,2 (when the build has workers)",
     )
     parser.add_argument(
         "--no-audit",
@@ -162,7 +167,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 temp / "dnsfilter", workload, features, upstream.address, free_port()
             )
             for name in names:
-                for count in workers if name == "dnsfilter" else [1]:
+                for count in workers if name in DNSFILTER_ROWS else [1]:
                     runs.append(
                         _run_server(
                             name, count, temp, workload, features, upstream, base_config,
@@ -190,7 +195,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     stamp = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     title = f"dnsfilter benchmark, {stamp}{' (smoke run)' if args.smoke else ''}"
-    table = render(runs, title=title, facts=facts, smoke=args.smoke)
+    table = render(runs, title=title, facts=facts, smoke=args.smoke, entries=entries)
     print(table)
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -222,10 +227,10 @@ def _run_server(
     port = free_port()
     try:
         log(f"{label}: preparing")
-        if name == "dnsfilter":
+        if name in DNSFILTER_ROWS:
             prepared = servers.prepare_dnsfilter(
                 directory, workload, features, upstream.address, port,
-                workers=workers, audit=not args.no_audit,
+                workers=workers, audit=not args.no_audit, pure=name == "dnsfilter-pure",
             )  # fmt: skip
         elif name == "unbound":
             prepared = servers.prepare_unbound(
@@ -235,21 +240,26 @@ def _run_server(
             prepared = servers.prepare_dnsmasq(
                 directory, base_config, features, upstream.address, port
             )
+        elif name == "ceiling-mmsg":
+            prepared = servers.prepare_ceiling_mmsg(directory, port)
         else:
             prepared = servers.prepare_ceiling(directory, port)
         run.version, run.notes = prepared.version, prepared.notes
         cores = args.server_cores if workers == 1 else _cores_for(workers, args.server_cores)
-        child = Child(label, prepared.argv, directory / "server.log", cores=cores, cwd=directory)
+        child = Child(
+            label, prepared.argv, directory / "server.log",
+            cores=cores, cwd=directory, env=prepared.env,
+        )  # fmt: skip
         log(f"{label}: starting on 127.0.0.1:{port}, cores {cores}")
         child.start()
         try:
             _measure(run, child, port, workload, settings, prepared, directory, parse_cores(cores))
         finally:
             code = child.stop()
-            if run.error is None and name == "dnsfilter":
-                problem = _dnsfilter_log_problem(child, port, code)
-                if problem:
-                    run.error = problem
+            if name in DNSFILTER_ROWS:
+                problem = _record_datapath(run, child, prepared, pure=name == "dnsfilter-pure")
+                if run.error is None:
+                    run.error = problem or _dnsfilter_log_problem(child, port, code)
     except (ChildError, RuntimeError, OSError, subprocess.SubprocessError) as exc:
         run.error = str(exc)
     if run.error:
@@ -315,6 +325,26 @@ def _check_answers(name: str, port: int, workload: Workload) -> None:
         got = first_address(reply) if reply is not None else None
         if got != address:
             raise ChildError(f"{name} answered {qname} A with {got}, expected {address}")
+
+
+def _record_datapath(
+    run: ServerRun, child: Child, prepared: servers.Prepared, *, pure: bool
+) -> str | None:
+    """Put the datapath a dnsfilter row ran at the head of its notes: from its start-up log,
+    else from `dnsfilter --version`. Returns a problem when a pure row did not run pure."""
+    log_text = child.log_path.read_text(errors="replace") if child.log_path.exists() else ""
+    logged = servers.logged_datapath(log_text)
+    if logged is not None:
+        datapath, note = logged, f"datapath: {logged}"
+    elif prepared.datapath is not None:
+        datapath, note = prepared.datapath, f"datapath (from --version): {prepared.datapath}"
+    else:
+        datapath, note = None, f"datapath: {servers.DATAPATH_UNKNOWN}"
+    run.datapath = datapath
+    run.notes = [note, *run.notes]
+    if pure and datapath is not None and not datapath.lower().startswith("pure"):
+        return f"{servers.PURE_ENV}=1 was set, yet the datapath was {datapath}"
+    return None
 
 
 def _dnsfilter_log_problem(child: Child, port: int, code: int | None) -> str | None:

@@ -7,7 +7,13 @@
 - **unbound** and **dnsmasq**: the same lists through ``dnsfilter lists export`` (from the
   dnsfilter config above, so every peer blocks exactly what dnsfilter blocks), or through the
   writer below when the installed dnsfilter has no exporter.
-- **ceiling**: bench/echo.py.
+- **dnsfilter-pure**: the same config with ``DNSFILTER_PURE=1`` in the server's environment,
+  so a run shows the compiled datapath (the **dnsfilter** row, when the build has it) beside
+  the pure-Python one. Each row's notes say which datapath it ran, from its start-up log line
+  ``datapath: ...`` or else from ``dnsfilter --version``.
+- **ceiling**: bench/echo.py, on uvloop: the most a Python server on uvloop can answer.
+- **ceiling-mmsg**: bench/echo_mmsg.py, a compiled recvmmsg/sendmmsg echo
+  (bench/_echo_mmsg.pyx, built with Cython into the run's temp dir): the kernel's floor.
 
 Every server listens on 127.0.0.1 only, on a port chosen here, so the start-to-first-answer
 probe can knock before the server has logged anything.
@@ -16,6 +22,8 @@ probe can knock before the server has logged anything.
 from __future__ import annotations
 
 import functools
+import importlib.util
+import os
 import re
 import shutil
 import subprocess
@@ -63,7 +71,9 @@ class Prepared:
     directory: Path
     version: str
     notes: list[str] = field(default_factory=list)
-    check_answers: bool = True  #: the ceiling answers nothing correctly; every other server must
+    check_answers: bool = True  #: the ceilings answer nothing correctly; every other server must
+    env: dict[str, str] | None = None  #: the server's environment (None: the benchmark's own)
+    datapath: str | None = None  #: what `dnsfilter --version` says the datapath is
 
 
 def dnsfilter_cmd(*args: str) -> list[str]:
@@ -172,6 +182,16 @@ def write_dnsfilter_config(
     return path
 
 
+#: The environment variable that makes dnsfilter run its pure-Python datapath.
+PURE_ENV = "DNSFILTER_PURE"
+#: What a dnsfilter row's notes say when neither its log nor --version names the datapath.
+DATAPATH_UNKNOWN = "not reported (a build before the compiled datapath: pure Python)"
+#: `dnsfilter --version`: "datapath: X" on a line of its own, or ", datapath X" after the version.
+_VERSION_DATAPATH = re.compile(r"(?:^|, )datapath:?\s+(.+?)\s*$", re.MULTILINE)
+#: The start-up log line: "... dnsfilter.operate.app: datapath: X".
+_LOGGED_DATAPATH = re.compile(r": datapath: (.+?)\s*$", re.MULTILINE)
+
+
 def prepare_dnsfilter(
     directory: Path,
     workload: Workload,
@@ -181,25 +201,50 @@ def prepare_dnsfilter(
     *,
     workers: int = 1,
     audit: bool = True,
+    pure: bool = False,
 ) -> Prepared:
+    """A dnsfilter row; pure sets DNSFILTER_PURE=1 for it, else the variable is removed, so
+    the row runs what the installed package runs by default (compiled when built)."""
     config = write_dnsfilter_config(
         directory, workload, features, upstream, port, workers=workers, audit=audit
     )
-    name = "dnsfilter" if workers == 1 else f"dnsfilter (workers={workers})"
+    base = "dnsfilter-pure" if pure else "dnsfilter"
+    name = base if workers == 1 else f"{base} (workers={workers})"
     notes = ["list format: " + ("plain" if features.plain_lists else "YAML (no plain format yet)")]
     if features.audit:
         notes.append("audit log: " + ("SQLite in the temp dir" if audit else "off"))
+    env = dnsfilter_env(pure)
+    version, datapath = dnsfilter_version(pure)
     return Prepared(
-        name, dnsfilter_cmd("serve", "--config", str(config)), directory, dnsfilter_version(), notes
+        name,
+        dnsfilter_cmd("serve", "--config", str(config)),
+        directory,
+        version,
+        notes,
+        env=env,
+        datapath=datapath,
     )
+
+
+def dnsfilter_env(pure: bool) -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items() if key != PURE_ENV}
+    if pure:
+        env[PURE_ENV] = "1"
+    return env
 
 
 @functools.cache
-def dnsfilter_version() -> str:
+def dnsfilter_version(pure: bool = False) -> tuple[str, str | None]:
+    """`dnsfilter --version` (with the git commit), and the datapath it names, if it does."""
     result = subprocess.run(
-        dnsfilter_cmd("--version"), capture_output=True, text=True, timeout=60, check=False
+        dnsfilter_cmd("--version"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=dnsfilter_env(pure),
     )
-    version = result.stdout.strip() or "dnsfilter ?"
+    version, datapath = split_version(result.stdout)
     head = subprocess.run(
         ["git", "-C", str(REPO), "describe", "--always", "--dirty"],
         capture_output=True,
@@ -207,7 +252,26 @@ def dnsfilter_version() -> str:
         timeout=10,
         check=False,
     ).stdout.strip()
-    return f"{version} (git {head})" if head else version
+    return (f"{version} (git {head})" if head else version), datapath
+
+
+def split_version(text: str) -> tuple[str, str | None]:
+    """`dnsfilter --version`'s output as (version, datapath or None when it names none).
+
+    Either form is read: a second line ``datapath: compiled (...)``, or ``, datapath ...``
+    after the version on the first.
+    """
+    text = text.strip()
+    first = text.splitlines()[0] if text else ""
+    version = _VERSION_DATAPATH.sub("", first).strip() or "dnsfilter ?"
+    match = _VERSION_DATAPATH.search(text)
+    return version, match.group(1) if match else None
+
+
+def logged_datapath(log_text: str) -> str | None:
+    """The datapath a dnsfilter server logged at start-up (``datapath: ...``), if it did."""
+    match = _LOGGED_DATAPATH.search(log_text)
+    return match.group(1) if match else None
 
 
 # ---------------------------------------------------------------------------------------
@@ -285,7 +349,7 @@ def _write_lists(fmt: str, config: Path, destination: Path) -> None:
 
 
 # ---------------------------------------------------------------------------------------
-# unbound, dnsmasq, ceiling
+# unbound, dnsmasq, the ceilings
 
 
 def prepare_unbound(
@@ -395,9 +459,55 @@ def prepare_ceiling(directory: Path, port: int) -> Prepared:
         [sys.executable, str(Path(__file__).with_name("echo.py")), "--port", str(port)],
         directory,
         f"bench/echo.py on uvloop {version('uvloop')}",
-        ["answers every query by setting QR; no parsing, no policy"],
+        ["uvloop echo: answers every query by setting QR; no parsing, no policy"],
         check_answers=False,
     )
+
+
+def prepare_ceiling_mmsg(directory: Path, port: int) -> Prepared:
+    build = build_echo_mmsg(directory / "build")
+    from importlib.metadata import version
+
+    launcher = Path(__file__).with_name("echo_mmsg.py")
+    return Prepared(
+        "ceiling-mmsg",
+        [sys.executable, str(launcher), "--build-dir", str(build), "--port", str(port)],
+        directory,
+        f"bench/_echo_mmsg.pyx, Cython {version('Cython')}",
+        [
+            "compiled echo: recvmmsg/sendmmsg batches of up to 64, sets QR; no parsing; "
+            "the kernel's floor"
+        ],
+        check_answers=False,
+    )
+
+
+def build_echo_mmsg(build: Path) -> Path:
+    """Compile bench/_echo_mmsg.pyx into build with cythonize; return build (the import path).
+
+    Built for every run, with the interpreter that runs the benchmark, and never installed.
+    """
+    if importlib.util.find_spec("Cython") is None:
+        raise RuntimeError("ceiling-mmsg needs Cython: .venv/bin/pip install cython")
+    source = Path(__file__).with_name("_echo_mmsg.pyx")
+    build.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source, build / source.name)
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "Cython.Build.Cythonize", "-i", "-3", "-q", source.name],
+            cwd=build,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise RuntimeError(f"building {source.name} took over {exc.timeout:g} s") from exc
+    built = list(build.glob(f"{source.stem}.*.so"))
+    if result.returncode != 0 or not built:
+        output = (result.stdout + result.stderr).strip()
+        raise RuntimeError(f"building {source.name} failed:\n{output[-3000:]}")
+    return build
 
 
 def _binary(name: str) -> str:

@@ -16,7 +16,7 @@ import pytest
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
-SERVERS = ("dnsfilter", "unbound", "dnsmasq", "ceiling")
+SERVERS = ("dnsfilter", "dnsfilter-pure", "unbound", "dnsmasq", "ceiling", "ceiling-mmsg")
 SETS = ("blocked", "cached", "miss")
 TIMEOUT = 120.0
 
@@ -52,6 +52,16 @@ def _qps_by_row(table: str) -> dict[tuple[str, str], str]:
     return rows
 
 
+def _notes_by_server(table: str) -> dict[str, str]:
+    """The second table's notes column (its rows have 6 cells: server ... version, notes)."""
+    notes = {}
+    for line in table.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if len(cells) == 6 and cells[0] in SERVERS:
+            notes[cells[0]] = cells[5]
+    return notes
+
+
 def test_smoke_run_measures_every_server_and_query_set(tmp_path: Path) -> None:
     out = tmp_path / "results.md"
     result = _smoke(out)
@@ -66,3 +76,7 @@ def test_smoke_run_measures_every_server_and_query_set(tmp_path: Path) -> None:
             assert qps.replace(",", "").isdigit() and int(qps.replace(",", "")) > 0, (
                 f"{server} / {set_name} answered nothing (QPS {qps!r}):\n{table}"
             )
+    notes = _notes_by_server(table)
+    for server in ("dnsfilter", "dnsfilter-pure"):
+        assert notes.get(server, "").startswith("datapath"), f"{server}: no datapath:\n{table}"
+    assert "pure" in notes["dnsfilter-pure"].split(";")[0].lower(), table
