@@ -213,7 +213,7 @@ def lint_text(
     except YamlSyntaxError:
         return _in_order(findings)  # the loader's message already says where
     if isinstance(root, Mapping):
-        findings += _schema_findings(root, filename, {f.line for f in findings})
+        findings += _schema_findings(root, filename, findings)
         _Linter(filename, psl, findings).run(root)
     return _in_order(findings)
 
@@ -224,12 +224,18 @@ def _list_schema() -> jsonschema.Draft202012Validator:
     return jsonschema.Draft202012Validator(json.loads(text))
 
 
-def _schema_findings(root: Mapping, filename: str, reported: set[int]) -> list[Finding]:
-    """What the shipped JSON Schema (the one editors use) finds, on lines the loader left
-    alone: the two agree, and a disagreement is itself worth a look."""
+def _schema_findings(root: Mapping, filename: str, loader: Iterable[Finding]) -> list[Finding]:
+    """What the shipped JSON Schema (the one editors use) finds about keys and lines the
+    loader left alone: the two agree, and a disagreement is itself worth a look. The loader
+    may put a problem on the entry's line and the schema on the key's, so both count."""
+    loader = list(loader)
+    reported = {f.line for f in loader}
+    reported_paths = {f.message.partition(": ")[0] for f in loader if f.line}
     out = []
     for error in _leaves(_list_schema().iter_errors(to_data(root))):
         path = list(error.absolute_path)
+        if _dotted(path) in reported_paths:
+            continue
         line = line_of(root, path)
         if error.validator == "additionalProperties":
             parent = _node_at(root, path)
@@ -240,6 +246,13 @@ def _schema_findings(root: Mapping, filename: str, reported: set[int]) -> list[F
         if line not in reported:
             out.append(Finding(filename, line, Severity.ERROR, f"schema: {error.message}"))
     return out
+
+
+def _dotted(path: list[str | int]) -> str:
+    """A JSON path as the loader writes it: domains[3].mode."""
+    return "".join(
+        f"[{step}]" if isinstance(step, int) else f".{step}" for step in path
+    ).removeprefix(".")
 
 
 def _leaves(

@@ -217,6 +217,18 @@ def test_loader_problems_are_findings_with_their_lines() -> None:
     ]
 
 
+def test_a_problem_the_loader_and_the_schema_both_see_is_reported_once() -> None:
+    # The loader puts it on the entry's line (13), the schema on the value's (16).
+    text = HEAD + "domains:\n  - domain: b.example.org\n" + EVIDENCE + "    role: backend\n"
+    text += (
+        "  - domain: a.example.org\n" + EVIDENCE + "    role: backend\n    mode:\n      sinkhole\n"
+    )
+    findings = [str(f) for f in lint_text(text, "apps.yaml", PSL)]
+    assert [f for f in findings if "sinkhole" in f] == [
+        "apps.yaml:13: error: domains[1].mode: sinkhole is a policy mode, not an entry mode"
+    ]
+
+
 def test_yaml_syntax_error_is_one_finding() -> None:
     assert [str(f) for f in lint_text("name: [unclosed\n", "apps.yaml", PSL)] == [
         "apps.yaml:2: error: expected ',' or ']', but got '<stream end>'"
