@@ -445,3 +445,19 @@ def test_ad_from_the_upstream_reaches_only_clients_that_ask_for_it(
         assert _both(loop, reference, compiled, fast, query, "192.0.2.1") == "sent"
         reply = REPLIES[-1]
         assert reply is not None and reply[3] & 0x20 == ad
+
+
+def test_a_hit_in_the_prefetch_window_is_counted_by_the_python_path(
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    """The last tenth of an entry's life: every hit counts towards a prefetch (late_hits),
+    which only the Python path keeps, so the loop hands such hits over."""
+    clock = [1000.0]
+    reference, compiled, fast = _pair(BLOCKING, [BANNED], clock, prefetch_min_hits=3)
+    query = _query("www.free.test")  # TTL 3 from ScriptedUpstream: the window is 2.7-3.0 s
+    assert _both(loop, reference, compiled, fast, query, "192.0.2.1") == "slow"  # the miss
+    clock[0] += 2.8
+    assert _both(loop, reference, compiled, fast, query, "192.0.2.1") == "slow"  # renders
+    assert _both(loop, reference, compiled, fast, query, "192.0.2.1") == "slow"
+    cache = compiled.handler.resolver.cache
+    assert cache is not None and [e.late_hits for e in cache._entries.values()] == [2]
