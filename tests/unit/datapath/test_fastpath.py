@@ -461,3 +461,31 @@ def test_a_hit_in_the_prefetch_window_is_counted_by_the_python_path(
     assert _both(loop, reference, compiled, fast, query, "192.0.2.1") == "slow"
     cache = compiled.handler.resolver.cache
     assert cache is not None and [e.late_hits for e in cache._entries.values()] == [2]
+
+
+def test_an_answer_that_cnames_into_a_blocked_name_is_blocked_from_the_cache_too(
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    """The entry keeps what inspection found; the asking client's rule decides in Python."""
+    clock = [1000.0]
+    reference, compiled, fast = _pair(BLOCKING, [BANNED], clock)
+    query = _query("c-name.free.test")  # CNAME x.ban.test from ScriptedUpstream
+    outcomes = [_both(loop, reference, compiled, fast, query, "192.0.2.1") for _ in range(3)]
+    assert outcomes == ["slow"] * 3
+    assert compiled.handler.stats.blocked[("lan", "list0", "social")] == 3
+
+
+def test_a_blocked_reply_larger_than_the_client_takes_is_truncated_by_python(
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    long_list = "l" * 200
+    config = BLOCKING.replace("list0", long_list).replace("lists: [", "mode: nxdomain, lists: [")
+    banned = BlockList(name=long_list, source="x.txt", domains=(DomainEntry("ban.test", 1),))
+    reference, compiled, fast = _pair(config, [banned], [1000.0])
+    name = ".".join(["a" * 60] * 4) + ".ban.test"
+    edns = bytearray(_query(name))
+    edns[11] = 1  # ARCOUNT: an OPT asking for 512 octets at most
+    query = bytes(edns) + b"\x00" + struct.pack("!HHIH", 41, 512, 0, 0)
+    assert _both(loop, reference, compiled, fast, query, "192.0.2.1") == "slow"
+    reply = REPLIES[-1]
+    assert reply is not None and len(reply) <= 512 and reply[2] & 0x02  # TC
