@@ -40,6 +40,7 @@ class ServerRun:
 #: The row the targets judge, and the one shown beside it for comparison.
 OURS = "dnsfilter"
 PURE = "dnsfilter-pure"
+NOAUDIT = "dnsfilter-noaudit"
 #: The echo rows, preferred first: the targets use the compiled floor when the run has it.
 CEILINGS = ("ceiling-mmsg", "ceiling")
 
@@ -173,11 +174,11 @@ def render(
             f"{run.version} | {_cell(notes)} |"
         )
     by_name = {run.name: run for run in runs}
-    ours, pure = by_name.get(OURS), by_name.get(PURE)
+    ours = by_name.get(OURS)
+    others = [by_name[name] for name in (NOAUDIT, PURE) if name in by_name]
     datapath = f" (datapath: {ours.datapath})" if ours is not None and ours.datapath else ""
     header = ["target", f"{OURS}{datapath}", "peer", "ratio", "CPU ratio", "goal", "result"]
-    if pure is not None:
-        header.append(f"{PURE}: value; ratio; result")
+    header += [f"{other.name}: value; ratio; result" for other in others]
     lines += [
         "",
         f"{OURS} against the targets of issue 12 (ratios within this run; the ratio is "
@@ -186,7 +187,7 @@ def render(
         "when the CPU ratio is at least 1/limit):",
         "",
         "| " + " | ".join(header) + " |",
-        "|---|---:|---:|---:|---:|---|---|" + ("---|" if pure is not None else ""),
+        "|---|---:|---:|---:|---:|---|---|" + "---|" * len(others),
     ]
     for target in TARGETS:
         judged = _judge(target, ours, by_name, smoke, entries)
@@ -199,8 +200,8 @@ def render(
             target.goal,
             judged.result,
         ]
-        if pure is not None:
-            other = _judge(target, pure, by_name, smoke, entries)
+        for row in others:
+            other = _judge(target, row, by_name, smoke, entries)
             ratio = other.cpu_ratio if target.unit == "cpu" else other.ratio
             cells.append(
                 "; ".join(cell for cell in (other.shown, ratio, other.result) if cell != "—")

@@ -48,9 +48,17 @@ from bench.report import ServerRun, render
 from bench.upstream import NsdUpstream, find_nsd
 from bench.workload import SET_NAMES, WILDCARD_A, ZONE, ZONE_TEXT, Workload, generate
 
-SERVERS = ("dnsfilter", "dnsfilter-pure", "unbound", "dnsmasq", "ceiling", "ceiling-mmsg")
+SERVERS = (
+    "dnsfilter",
+    "dnsfilter-noaudit",
+    "dnsfilter-pure",
+    "unbound",
+    "dnsmasq",
+    "ceiling",
+    "ceiling-mmsg",
+)
 #: The rows that run dnsfilter (and take --workers).
-DNSFILTER_ROWS = ("dnsfilter", "dnsfilter-pure")
+DNSFILTER_ROWS = ("dnsfilter", "dnsfilter-noaudit", "dnsfilter-pure")
 #: Unique names in the miss file per second of --duration: more than any server here forwards.
 MISS_NAMES_PER_SECOND = 150_000
 
@@ -230,7 +238,8 @@ def _run_server(
         if name in DNSFILTER_ROWS:
             prepared = servers.prepare_dnsfilter(
                 directory, workload, features, upstream.address, port,
-                workers=workers, audit=not args.no_audit, pure=name == "dnsfilter-pure",
+                workers=workers, audit=not args.no_audit and name != "dnsfilter-noaudit",
+                pure=name == "dnsfilter-pure", name=name,
             )  # fmt: skip
         elif name == "unbound":
             prepared = servers.prepare_unbound(

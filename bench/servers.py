@@ -11,6 +11,9 @@
   so a run shows the compiled datapath (the **dnsfilter** row, when the build has it) beside
   the pure-Python one. Each row's notes say which datapath it ran, from its start-up log line
   ``datapath: ...`` or else from ``dnsfilter --version``.
+- **dnsfilter-noaudit**: the **dnsfilter** row with the audit log off: every blocked query
+  of the other rows is also a row in SQLite (the audit writer's thread is the server's CPU
+  too), which unbound and dnsmasq do not write; this row shows the datapath without it.
 - **ceiling**: bench/echo.py, on uvloop: the most a Python server on uvloop can answer.
 - **ceiling-mmsg**: bench/echo_mmsg.py, a compiled recvmmsg/sendmmsg echo
   (bench/_echo_mmsg.pyx, built with Cython into the run's temp dir): the kernel's floor.
@@ -202,13 +205,15 @@ def prepare_dnsfilter(
     workers: int = 1,
     audit: bool = True,
     pure: bool = False,
+    name: str | None = None,
 ) -> Prepared:
     """A dnsfilter row; pure sets DNSFILTER_PURE=1 for it, else the variable is removed, so
-    the row runs what the installed package runs by default (compiled when built)."""
+    the row runs what the installed package runs by default (compiled when built). name:
+    the row's, when not dnsfilter or dnsfilter-pure (dnsfilter-noaudit)."""
     config = write_dnsfilter_config(
         directory, workload, features, upstream, port, workers=workers, audit=audit
     )
-    base = "dnsfilter-pure" if pure else "dnsfilter"
+    base = name or ("dnsfilter-pure" if pure else "dnsfilter")
     name = base if workers == 1 else f"{base} (workers={workers})"
     notes = ["list format: " + ("plain" if features.plain_lists else "YAML (no plain format yet)")]
     if features.audit:

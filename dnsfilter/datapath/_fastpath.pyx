@@ -18,6 +18,10 @@ Every read of packet bytes is bounds-checked against the datagram's length.
 
 from cpython cimport array
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.dict cimport PyDict_GetItem, PyDict_SetItem
+from cpython.float cimport PyFloat_FromDouble
+from cpython.object cimport PyObject
+from cpython.tuple cimport PyTuple_GET_ITEM
 from cpython.exc cimport PyErr_CheckSignals
 from libc.errno cimport EINTR, errno
 from libc.stdlib cimport free as _c_free, malloc as _c_malloc
@@ -27,6 +31,9 @@ import logging
 import time as _time
 
 log = logging.getLogger("dnsfilter.datapath.fastpath")
+
+#: ReplyKind values of what this loop answers, by KIND_CACHED and KIND_BLOCKED
+KIND_NAMES = ("cached", "blocked")
 
 cdef extern from "Python.h":
     # str's hash of an ASCII name is this of its bytes (CPython's SipHash, keyed per
@@ -41,6 +48,7 @@ cdef extern from "<time.h>" nogil:
         long tv_nsec
     int clock_gettime(int clk, timespec* tp)
     int CLOCK_MONOTONIC
+    int CLOCK_REALTIME
 
 cdef extern from "<sys/uio.h>" nogil:
     cdef struct iovec:
@@ -115,6 +123,16 @@ cdef enum:
     CLASSIC_UDP_SIZE = 512
     MEMO_LIMIT = 65536
 
+#: The counters of a batch, kept in C arrays and added to the Python dicts once per batch:
+#: a dict of label tuples updated per datagram was most of a blocked answer's CPU.
+cdef enum:
+    KIND_CACHED = 0
+    KIND_BLOCKED = 1
+    MAX_NETWORKS = 64  # past this, a network's counters go to the dicts at once
+    QLABELS = 32  # QTYPE_LABELS and OTHER
+    MAX_LISTS = 64  # the table's masks are 64 bits, or the datagram is the Python path's
+    MAX_BUCKETS = 64
+
 #: What _answer decided for one datagram.
 cdef enum:
     SLOW = 0  # the Python listener answers it: nothing of it is counted or changed yet
@@ -147,6 +165,30 @@ cdef inline double monotonic() noexcept nogil:
     cdef timespec ts
     clock_gettime(CLOCK_MONOTONIC, &ts)
     return <double>ts.tv_sec + <double>ts.tv_nsec * 1e-9
+
+
+cdef inline double wall_clock() noexcept nogil:
+    """time.time(): the audit event's time."""
+    cdef timespec ts
+    clock_gettime(CLOCK_REALTIME, &ts)
+    return <double>ts.tv_sec + <double>ts.tv_nsec * 1e-9
+
+
+cdef inline object item(object named, Py_ssize_t index):
+    """named[index] for a NamedTuple (Layout, _Made): indexing a tuple subclass through the
+    sequence protocol goes through a Python-level slot, 750 instructions a read."""
+    return <object>PyTuple_GET_ITEM(named, index)
+
+
+cdef inline int add_to(object counts, object key, long long n) except -1:
+    """counts[key] += n on a dict or a Counter, whose __delitem__ sends item assignment
+    through a slow Python-level slot; Counter does not change what assignment does."""
+    cdef PyObject* found = PyDict_GetItem(counts, key)
+    if found == NULL:
+        PyDict_SetItem(counts, key, n)
+    else:
+        PyDict_SetItem(counts, key, <object>found + n)
+    return 0
 
 
 cdef inline unsigned int u16(const unsigned char* p) noexcept nogil:
@@ -273,17 +315,51 @@ cdef class FastPath:
     cdef unsigned long long exception_bits
     cdef object table_lists
     cdef bint overrides
-    cdef object clients  # packed address -> (host, allow verdict, rule, limit key, network, mask)
-    cdef dict shapes  # (id of BlockAnswers, list index, A/AAAA/other, EDNS, DO) -> (rcode, tail)
+    cdef object clients  # packed address -> (host, allow verdict, rule, limit key, network,
+                         # mask, network's index in network_names or -1, the rule's shapes)
+    cdef list network_names
+    cdef dict network_ids
+    cdef tuple list_names
+    cdef tuple list_categories
+    cdef dict shapes  # id of a rule's BlockAnswers -> its shapes, by shape_index()
     cdef object opt_plain
     cdef object opt_do
     cdef object refuse
     cdef object qtype_labels
     cdef object other_qtype
-    cdef double buckets[64]
+    cdef double buckets[MAX_BUCKETS]
     cdef int bucket_count
+    cdef unsigned char qlabel_of[256]  # qtype -> index in qlabel_names
+    cdef tuple qlabel_names
+    cdef int other_qlabel
+    cdef long long blocked_client_limit
+    # What the handler, its stats and audit log hold, read once per batch (refresh()).
+    cdef bint draining
+    cdef bint rate_limited
+    cdef bint prefetching
+    cdef double stale_max_age
+    cdef object queries
+    cdef object blocked
+    cdef object blocked_clients
+    cdef object audit
+    cdef object audit_buffer  # an AuditLog's, whose record() is inlined
+    cdef object audit_append
+    cdef Py_ssize_t audit_early
+    cdef bint log_allowed
+    # This batch's counters (settle() adds them to the Python side's).
+    cdef long long query_tally[MAX_NETWORKS * QLABELS * 2]
+    cdef int query_cells[BATCH]
+    cdef int query_cell_count
+    cdef long long blocked_tally[MAX_NETWORKS * MAX_LISTS]
+    cdef int blocked_cells[BATCH]
+    cdef int blocked_cell_count
+    cdef long long bucket_tally[2][MAX_BUCKETS + 1]
+    cdef double duration_tally[2]
+    cdef bint timed[2]
+    cdef long long hit_tally
     cdef object new_tuple
     cdef object audit_event
+    cdef object audit_log
     cdef object lifetime_per_window
     # the batch
     cdef mmsghdr recv_msgs[BATCH]
@@ -321,13 +397,32 @@ cdef class FastPath:
         self.other_qtype = constants["other_qtype"]
         self.new_tuple = tuple.__new__
         self.audit_event = constants["audit_event"]
+        self.audit_log = constants["audit_log"]
         self.lifetime_per_window = constants["lifetime_per_window"]
         buckets = constants["buckets"]
-        if len(buckets) > 64:
-            raise ValueError("more than 64 duration buckets")
+        if len(buckets) > MAX_BUCKETS:
+            raise ValueError(f"more than {MAX_BUCKETS} duration buckets")
         self.bucket_count = len(buckets)
         for i, bound in enumerate(buckets):
             self.buckets[i] = bound
+        labels = constants["qtype_labels"]
+        if len(labels) >= QLABELS or any(not 0 <= qtype < 256 for qtype in labels):
+            raise ValueError("QTYPE_LABELS holds too many labels or a qtype past 255")
+        self.qlabel_names = (*labels.values(), constants["other_qtype"])
+        self.other_qlabel = len(labels)
+        memset(self.qlabel_of, self.other_qlabel, sizeof(self.qlabel_of))
+        for i, qtype in enumerate(labels):
+            self.qlabel_of[qtype] = i
+        self.blocked_client_limit = constants["blocked_client_limit"]
+        self.network_names = []
+        self.network_ids = {}
+        memset(self.query_tally, 0, sizeof(self.query_tally))
+        memset(self.blocked_tally, 0, sizeof(self.blocked_tally))
+        memset(self.bucket_tally, 0, sizeof(self.bucket_tally))
+        self.query_cell_count = self.blocked_cell_count = 0
+        self.duration_tally[0] = self.duration_tally[1] = 0.0
+        self.timed[0] = self.timed[1] = False
+        self.hit_tally = 0
         self.in_buf = <unsigned char*>_alloc(BATCH * BUFFER)
         self.out_buf = <unsigned char*>_alloc(BATCH * BUFFER)
         cdef int j
@@ -348,9 +443,28 @@ cdef class FastPath:
     # -- state the Python side owns -------------------------------------------------------
 
     cdef int refresh(self) except -1:
-        """Pick up a swapped policy, cache or limits: a reload is seen by the next batch."""
+        """Pick up a swapped policy, cache or limits: a reload is seen by the next batch;
+        and read what the handler, its stats and audit log hold now."""
         handler = self.handler
         resolver = handler.resolver
+        self.draining = handler.draining
+        self.rate_limited = handler.rate_limited
+        self.prefetching = bool(resolver.prefetch_min_hits)
+        if resolver.cache is not None:
+            self.stale_max_age = resolver.cache.stale_max_age
+        stats = handler.stats
+        self.queries = stats.queries
+        self.blocked = stats.blocked
+        self.blocked_clients = stats.blocked_clients
+        audit = self.audit = handler.audit
+        self.audit_buffer = None
+        self.log_allowed = audit is not None and audit.log_allowed
+        if type(audit) is self.audit_log:
+            # AuditLog.record() inlined while the buffer is under half full: past that, it
+            # wakes the flusher and counts what a full buffer pushes out.
+            self.audit_buffer = audit._buffer
+            self.audit_append = self.audit_buffer.append
+            self.audit_early = audit._early
         policy = resolver.policy
         if (policy is self.policy and handler.limits is self.limits
                 and resolver.cache is self.cache and resolver.clock is self.clock):
@@ -364,6 +478,8 @@ cdef class FastPath:
         self.shapes = {}
         table = policy.table
         self.table_lists = table.lists
+        self.list_names = tuple(meta.name for meta in table.lists)
+        self.list_categories = tuple(meta.category._value_ for meta in table.lists)
         self.overrides = bool(policy._overrides)
         self.min_labels = table._min_labels
         self.max_labels = table._max_labels
@@ -429,7 +545,19 @@ cdef class FastPath:
         mask = 0
         if rule is not None:
             mask = rule.mask
-        found = (host, allow, rule, key, rule.network if rule is not None else None, mask)
+        network = rule.network if rule is not None else None
+        network_id = -1
+        if network is not None:
+            network_id = self.network_ids.get(network, -1)
+            if network_id < 0 and len(self.network_names) < MAX_NETWORKS:
+                network_id = self.network_ids[network] = len(self.network_names)
+                self.network_names.append(network)
+        shapes = None
+        if rule is not None:
+            shapes = self.shapes.get(id(rule.answers))
+            if shapes is None:
+                shapes = self.shapes[id(rule.answers)] = [None] * (MAX_LISTS * 3 * 4)
+        found = (host, allow, rule, key, network, mask, network_id, shapes)
         if len(self.clients) >= MEMO_LIMIT:
             self.clients.clear()
         self.clients[packed] = found
@@ -511,7 +639,7 @@ cdef class FastPath:
         cdef int verdict, index = 0, entry_off = 0, n
         cdef bint probed
         handler = self.handler
-        if handler.draining:
+        if self.draining:
             return DROPPED
         if not parse(data, length, self.udp_limit, p):
             return SLOW
@@ -545,7 +673,7 @@ cdef class FastPath:
             if verdict == UNSURE:
                 return SLOW
             if verdict == BLOCKED:
-                made = self.blocked_shape(p, rule, index, entry_off)
+                made = self.blocked_shape(p, slot, index, entry_off)
                 if made is None:
                     return SLOW
                 mode = self.found_mode
@@ -560,7 +688,7 @@ cdef class FastPath:
         # Answerable here. Only from now on does shared state change, as in the Python path:
         # the rate limit first (QueryHandler.handle), then the cache, counters and audit.
         key = slot[3]
-        if key is not None and handler.rate_limited and not self.limits.allow(key, started):
+        if key is not None and self.rate_limited and not self.limits.allow(key, started):
             reply = handler.over_rate_datagram(
                 PyBytes_FromStringAndSize(<const char*>data, length), slot[0], started)
             if reply is None:
@@ -571,26 +699,30 @@ cdef class FastPath:
         return self.send_blocked(p, data, slot, rule, index, made, mode, started, qname,
                                  out, out_len)
 
-    cdef object blocked_shape(self, Packet* p, rule, int index, int entry_off):
+    cdef object blocked_shape(self, Packet* p, slot, int index, int entry_off):
         """BlockAnswers' reply shape (rcode, counts, tail) for this query; None when the
         reply would not fit the client's size (truncation is the Python path's). The
         entry's own mode, if it has one, is left in found_mode."""
         cdef int qt3 = p.qtype if p.qtype == TYPE_A or p.qtype == TYPE_AAAA else 0
-        meta = self.table_lists[index]
+        cdef int at
+        cdef list shapes
         mode = None
         if self.overrides:
             entry_name = PyUnicode_DecodeASCII(p.name + entry_off, p.name_len - entry_off, NULL)
             mode = self.policy.table.override(index, entry_name)
-        answers = rule.answers
+        answers = slot[2].answers
         if mode is None:
-            shape_key = (id(answers), index, qt3, p.edns, p.do_bit)
-            made = self.shapes.get(shape_key)
+            shapes = slot[7]
+            # index < MAX_LISTS: a table with more lists is not read here (refresh())
+            at = ((index * 3 + (0 if qt3 == 0 else 1 if qt3 == TYPE_A else 2)) * 2
+                  + p.edns) * 2 + p.do_bit
+            made = shapes[at]
             if made is None:
-                made = answers.shape(qt3, meta.name, None, p.edns, p.do_bit)
-                self.shapes[shape_key] = made
+                made = shapes[at] = answers.shape(qt3, self.list_names[index], None, p.edns,
+                                                  p.do_bit)
         else:
-            made = answers.shape(qt3, meta.name, mode, p.edns, p.do_bit)
-        if p.question_end + PyBytes_GET_SIZE(made[2]) > p.max_size:
+            made = answers.shape(qt3, self.list_names[index], mode, p.edns, p.do_bit)
+        if p.question_end + PyBytes_GET_SIZE(item(made, 2)) > p.max_size:
             return None
         self.found_mode = mode
         return made
@@ -611,13 +743,13 @@ cdef class FastPath:
         stored_at = entry.stored_at
         expires_at = stored_at + (entry.prefetch_at - stored_at) * self.lifetime_per_window
         if now >= expires_at:
-            if now >= expires_at + cache.stale_max_age:
+            if now >= expires_at + self.stale_max_age:
                 return SLOW  # cache.get deletes it: left to the Python path
             return SENT
         state = entry._hit
         if state is None or not (state.rendered_from <= now < state.rendered_until):
             return SLOW  # the first hit of each second renders the TTLs, in Python
-        if now >= entry.prefetch_at and self.handler.resolver.prefetch_min_hits:
+        if now >= entry.prefetch_at and self.prefetching:
             return SLOW  # a late hit may start a prefetch
         if entry.inspection is not None:
             return SLOW  # the client's rule may block what the answer holds
@@ -635,14 +767,14 @@ cdef class FastPath:
         cdef int pos
         state = entry._hit
         state.used = True
-        cache.hits += 1
+        self.hit_tally += 1  # cache.hits, at the end of the batch
         layout = entry.layout
         body = state.rendered
-        flags = <unsigned int>layout[0] | (p.flags & (FLAG_RD | FLAG_CD))
+        flags = <unsigned int>item(layout, 0) | (p.flags & (FLAG_RD | FLAG_CD))
         if flags & FLAG_AD and not (p.do_bit or p.flags & FLAG_AD):
             flags &= ~FLAG_AD
-        pos = _header(out, p.msg_id, flags, layout[1], layout[2],
-                      <int>layout[3] + (1 if p.edns else 0))
+        pos = _header(out, p.msg_id, flags, item(layout, 1), item(layout, 2),
+                      <int>item(layout, 3) + (1 if p.edns else 0))
         memcpy(out + pos, data + HEADER_LEN, p.question_end - HEADER_LEN)
         pos += p.question_end - HEADER_LEN
         memcpy(out + pos, PyBytes_AS_STRING(body), PyBytes_GET_SIZE(body))
@@ -652,17 +784,16 @@ cdef class FastPath:
             memcpy(out + pos, PyBytes_AS_STRING(opt), PyBytes_GET_SIZE(opt))
             pos += PyBytes_GET_SIZE(opt)
         out_len[0] = pos
-        self.count(p, slot, "cached", started, qname, None, "", "")
+        self.count(p, slot, KIND_CACHED, started, qname, -1, None)
         return SENT
 
     cdef int send_blocked(self, Packet* p, const unsigned char* data, slot, rule, int index,
                           made, mode, double started, qname, unsigned char* out,
                           int* out_len) except -1:
         cdef int pos, question = p.question_end - HEADER_LEN
-        cdef unsigned int rcode = made[0], flags
-        counts = made[1]
-        tail = made[2]
-        meta = self.table_lists[index]
+        cdef unsigned int rcode = item(made, 0), flags
+        counts = item(made, 1)
+        tail = item(made, 2)
         out[0] = (p.msg_id >> 8) & 0xFF
         out[1] = p.msg_id & 0xFF
         flags = FLAG_QR | FLAG_RA | (p.flags & (FLAG_RD | FLAG_CD)) | (rcode & 0xF)
@@ -676,36 +807,50 @@ cdef class FastPath:
         pos += PyBytes_GET_SIZE(tail)
         out_len[0] = pos
         action = (mode or rule.answers.mode)._value_
-        self.count(p, slot, "blocked", started, qname, meta, meta.name, action)
+        self.count(p, slot, KIND_BLOCKED, started, qname, index, action)
         return SENT
 
-    cdef int count(self, Packet* p, slot, str kind, double started, qname, meta,
-                   str list_name, str action) except -1:
-        """QueryHandler._count and _audit for a reply sent from here."""
+    cdef int count(self, Packet* p, slot, int kind, double started, qname, int index,
+                   str action) except -1:
+        """QueryHandler._count and _audit for a reply sent from here: the counters into this
+        batch's tallies, the blocked client and the audit event at once (their order is seen)."""
         cdef double elapsed
-        cdef int lo, hi, mid
-        handler = self.handler
-        stats = handler.stats
+        cdef int lo, hi, mid, network_id = slot[6], label, cell
         network = slot[4]
-        qtype_label = self.qtype_labels.get(p.qtype, self.other_qtype)
-        queries = stats.queries
-        key = (network, "udp", qtype_label, kind)
-        queries[key] = queries.get(key, 0) + 1
-        audit = handler.audit
+        label = self.qlabel_of[p.qtype] if p.qtype < 256 else self.other_qlabel
+        if network_id < 0:
+            add_to(self.queries, (network, "udp", self.qlabel_names[label], KIND_NAMES[kind]), 1)
+        else:
+            cell = (network_id * QLABELS + label) * 2 + kind
+            if self.query_tally[cell] == 0:
+                self.query_cells[self.query_cell_count] = cell
+                self.query_cell_count += 1
+            self.query_tally[cell] += 1
+        list_name = ""
         category = ""
-        if meta is not None:
-            category = meta.category._value_
-            blocked = stats.blocked
-            bkey = (network, list_name, category)
-            blocked[bkey] = blocked.get(bkey, 0) + 1
-            stats.blocked_client(network, list_name, slot[0], started)
-        if audit is not None and (meta is not None or audit.log_allowed):
+        if kind == KIND_BLOCKED:
+            list_name = self.list_names[index]
+            category = self.list_categories[index]
+            if network_id < 0:
+                add_to(self.blocked, (network, list_name, category), 1)
+            else:
+                cell = network_id * MAX_LISTS + index
+                if self.blocked_tally[cell] == 0:
+                    self.blocked_cells[self.blocked_cell_count] = cell
+                    self.blocked_cell_count += 1
+                self.blocked_tally[cell] += 1
+            self.blocked_client(network, list_name, slot[0], started)
+        if self.audit is not None and (kind == KIND_BLOCKED or self.log_allowed):
             if qname is None:
                 qname = PyUnicode_DecodeASCII(p.name, p.name_len, NULL)
-            audit.record(self.new_tuple(self.audit_event, (
-                _time.time(), slot[0], network, qname, p.qtype, kind, list_name,
-                category, action, "")))
-        histogram = stats.durations.get(kind) or stats.duration(kind)
+            event = self.new_tuple(self.audit_event, (
+                PyFloat_FromDouble(wall_clock()), slot[0], network, qname, p.qtype,
+                KIND_NAMES[kind], list_name, category, action if action is not None else "",
+                ""))
+            if self.audit_buffer is not None and len(self.audit_buffer) < self.audit_early:
+                self.audit_append(event)
+            else:
+                self.audit.record(event)
         elapsed = monotonic() - started
         lo = 0
         hi = self.bucket_count
@@ -715,10 +860,64 @@ cdef class FastPath:
                 lo = mid + 1
             else:
                 hi = mid
-        counts = histogram.counts
-        counts[lo] += 1
-        histogram.sum += elapsed
+        self.bucket_tally[kind][lo] += 1
+        self.duration_tally[kind] += elapsed
+        self.timed[kind] = True
         self.answered += 1
+        return 0
+
+    cdef int blocked_client(self, network, list_name, client, double now) except -1:
+        """QueryStats.blocked_client, in place while the client's dict has room."""
+        cdef PyObject* found = PyDict_GetItem(self.blocked_clients, (network, list_name))
+        if found != NULL:
+            seen = <object>found
+            if len(seen) < self.blocked_client_limit or client in seen:
+                PyDict_SetItem(seen, client, PyFloat_FromDouble(now))
+                return 0
+        self.handler.stats.blocked_client(network, list_name, client, now)
+        return 0
+
+    cdef int settle(self) except -1:
+        """Add this batch's tallies to the Python side's counters: the metrics and tests read
+        them between batches, never during one."""
+        cdef int t, cell, kind, bucket, network_id, rest
+        cdef long long n
+        for t in range(self.query_cell_count):
+            cell = self.query_cells[t]
+            n = self.query_tally[cell]
+            self.query_tally[cell] = 0
+            kind = cell % 2
+            rest = cell // 2
+            network_id = rest // QLABELS
+            add_to(self.queries, (self.network_names[network_id], "udp",
+                                  self.qlabel_names[rest % QLABELS], KIND_NAMES[kind]), n)
+        self.query_cell_count = 0
+        for t in range(self.blocked_cell_count):
+            cell = self.blocked_cells[t]
+            n = self.blocked_tally[cell]
+            self.blocked_tally[cell] = 0
+            index = cell % MAX_LISTS
+            add_to(self.blocked, (self.network_names[cell // MAX_LISTS], self.list_names[index],
+                                  self.list_categories[index]), n)
+        self.blocked_cell_count = 0
+        if self.hit_tally:
+            self.cache.hits += self.hit_tally
+            self.hit_tally = 0
+        stats = self.handler.stats
+        for kind in range(2):
+            if not self.timed[kind]:
+                continue
+            name = KIND_NAMES[kind]
+            histogram = stats.durations.get(name) or stats.duration(name)
+            counts = histogram.counts
+            for bucket in range(self.bucket_count + 1):
+                n = self.bucket_tally[kind][bucket]
+                if n:
+                    counts[bucket] += n
+                    self.bucket_tally[kind][bucket] = 0
+            histogram.sum += self.duration_tally[kind]
+            self.duration_tally[kind] = 0.0
+            self.timed[kind] = False
         return 0
 
     cdef int copy_out(self, bytes reply, unsigned char* out, int* out_len) except -1:
@@ -733,7 +932,7 @@ cdef class FastPath:
 
     def drain(self):
         """Read every datagram waiting (the event loop calls this when the socket is readable)."""
-        cdef int received, i, sends, outcome, length
+        cdef int received, i, sends
         while True:
             for i in range(BATCH):  # value-result: the kernel writes each sender's length
                 self.recv_msgs[i].msg_hdr.msg_name = &self.names[i]
@@ -747,26 +946,35 @@ cdef class FastPath:
                 return  # EAGAIN: drained; anything else is uvloop's and the next read's
             self.refresh()
             sends = 0
-            for i in range(received):
-                length = self.recv_msgs[i].msg_len
-                if self.recv_msgs[i].msg_hdr.msg_flags & MSG_TRUNC:
-                    length = BUFFER
-                try:
-                    outcome = self.answer(self.in_buf + i * BUFFER, length, &self.names[i],
-                                          self.out_buf + i * BUFFER, &self.out_len[i])
-                except Exception:
-                    log.exception("compiled datapath: handing a query to the Python path")
-                    outcome = SLOW
-                if outcome == SENT:
-                    self._queue(sends, i)
-                    sends += 1
-                elif outcome == SLOW:
-                    self.handed_over += 1
-                    self._hand_over(i, length)
+            try:
+                self.answer_batch(received, &sends)
+            finally:
+                self.settle()
             if sends:
                 self._flush(sends)
             if received < BATCH:
                 return
+
+    cdef int answer_batch(self, int received, int* sent) except -1:
+        """Answer or hand over each datagram of the batch; sent: how many replies are queued."""
+        cdef int i, outcome, length
+        for i in range(received):
+            length = self.recv_msgs[i].msg_len
+            if self.recv_msgs[i].msg_hdr.msg_flags & MSG_TRUNC:
+                length = BUFFER
+            try:
+                outcome = self.answer(self.in_buf + i * BUFFER, length, &self.names[i],
+                                      self.out_buf + i * BUFFER, &self.out_len[i])
+            except Exception:
+                log.exception("compiled datapath: handing a query to the Python path")
+                outcome = SLOW
+            if outcome == SENT:
+                self._queue(sent[0], i)
+                sent[0] += 1
+            elif outcome == SLOW:
+                self.handed_over += 1
+                self._hand_over(i, length)
+        return 0
 
     cdef void _queue(self, int slot, int i) noexcept:
         self.send_iov[slot].iov_base = self.out_buf + i * BUFFER
@@ -822,7 +1030,10 @@ cdef class FastPath:
         if len(data) > BUFFER:
             return "slow", None
         memcpy(self.in_buf, PyBytes_AS_STRING(data), len(data))
-        outcome = self.answer(self.in_buf, len(data), &name, self.out_buf, &out_len)
+        try:
+            outcome = self.answer(self.in_buf, len(data), &name, self.out_buf, &out_len)
+        finally:
+            self.settle()
         if outcome == SENT:
             return "sent", PyBytes_FromStringAndSize(<const char*>self.out_buf, out_len)
         return ("slow", "sent", "dropped")[outcome], None

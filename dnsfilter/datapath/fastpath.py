@@ -18,8 +18,13 @@ from typing import Any, Protocol
 from dnsfilter.datapath.cache import LIFETIME_PER_WINDOW
 from dnsfilter.datapath.policy import REFUSE
 from dnsfilter.datapath.wire import opt_record
-from dnsfilter.observe.metrics import DURATION_BUCKETS, OTHER_QTYPE, QTYPE_LABELS
-from dnsfilter.observe.querylog import AuditEvent
+from dnsfilter.observe.metrics import (
+    BLOCKED_CLIENT_LIMIT,
+    DURATION_BUCKETS,
+    OTHER_QTYPE,
+    QTYPE_LABELS,
+)
+from dnsfilter.observe.querylog import AuditEvent, AuditLog
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +54,8 @@ def constants() -> dict[str, Any]:
         "qtype_labels": QTYPE_LABELS,
         "other_qtype": OTHER_QTYPE,
         "audit_event": AuditEvent,
+        "audit_log": AuditLog,
+        "blocked_client_limit": BLOCKED_CLIENT_LIMIT,
         "lifetime_per_window": LIFETIME_PER_WINDOW,
         "buckets": DURATION_BUCKETS,
     }
